@@ -1,0 +1,42 @@
+//! Counters the coordinator keeps for INFO.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Monotonic counters, read without locking.
+#[derive(Debug, Default)]
+pub struct CoordinatorStats {
+    /// Reads served.
+    pub reads: AtomicU64,
+    /// Writes stored (values and tombstones).
+    pub writes: AtomicU64,
+    /// Writes after which the key held more than one live sibling.
+    pub sibling_writes: AtomicU64,
+    /// Writes refused because the key would exceed `max-siblings`.
+    pub sibling_limit_rejections: AtomicU64,
+    /// The most siblings any key has held.
+    pub max_siblings_seen: AtomicU64,
+    /// Keys removed once only tombstones or expired versions remained.
+    pub keys_collected: AtomicU64,
+    /// Expired versions removed by the background purge.
+    pub expired_purged: AtomicU64,
+}
+
+impl CoordinatorStats {
+    pub(crate) fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Reads a counter.
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+
+    /// Records the sibling count a write left behind.
+    pub(crate) fn record_siblings(&self, live: usize) {
+        if live > 1 {
+            Self::bump(&self.sibling_writes);
+        }
+        self.max_siblings_seen
+            .fetch_max(live as u64, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,126 @@
+//! Data commands: each turns a typed [`Command`] into coordinator calls.
+//!
+//! Redis semantics are kept where Dynamo can keep them. Read-modify-write
+//! commands (NX, XX, INCR, APPEND, ...) run through `Coordinator::update`:
+//! atomic on one node, best effort (not isolated) once keys are replicated.
+
+mod admin;
+mod dynamo;
+mod keys;
+mod strings;
+
+use bytes::Bytes;
+use cluster::{
+    coordinator::ClusterError,
+    version::{Siblings, Version},
+};
+use resp::{command::Expiry, Command, Reply};
+
+use crate::state::ServerState;
+
+/// Executes a command that does not depend on the connection's state.
+pub async fn execute(state: &ServerState, command: Command, now: u64) -> Reply {
+    let result = match command {
+        Command::Ping(None) => Ok(Reply::Simple("PONG".into())),
+        Command::Ping(Some(msg)) | Command::Echo(msg) => Ok(Reply::Bulk(msg)),
+        Command::Time => Ok(admin::time(now)),
+        Command::Info(sections) => Ok(admin::info(state, &sections)),
+        Command::Config(cmd) => Ok(admin::config(state, cmd)),
+        Command::Command(cmd) => Ok(admin::command(cmd)),
+        Command::DbSize => Ok(Reply::Int(state.coordinator.stored_keys() as i64)),
+        Command::FlushAll => state.coordinator.clear().map(|_| Reply::Ok),
+        Command::Dynamo(cmd) => dynamo::admin(state, cmd, now),
+        Command::DGet(key) => dynamo::dget(state, &key, now).await,
+        Command::DPut {
+            key,
+            context,
+            value,
+        } => dynamo::dput(state, key, &context, value, now).await,
+        Command::DDel { key, context } => dynamo::ddel(state, key, &context, now).await,
+        Command::Get(key) => strings::get(state, &key, now).await,
+        Command::Set(cmd) => strings::set(state, cmd, now).await,
+        Command::GetDel(key) => strings::getdel(state, &key, now).await,
+        Command::GetEx { key, option } => strings::getex(state, &key, option, now).await,
+        Command::MGet(keys) => strings::mget(state, keys, now).await,
+        Command::MSet {
+            pairs,
+            only_if_none_exist,
+        } => strings::mset(state, pairs, only_if_none_exist, now).await,
+        Command::Strlen(key) => strings::strlen(state, &key, now).await,
+        Command::Append { key, value } => strings::append(state, &key, value, now).await,
+        Command::GetRange { key, start, end } => {
+            strings::getrange(state, &key, start, end, now).await
+        }
+        Command::SetRange { key, offset, value } => {
+            strings::setrange(state, &key, offset, value, now).await
+        }
+        Command::IncrBy { key, delta } => strings::incr_by(state, &key, delta, now).await,
+        Command::IncrByFloat { key, delta } => {
+            strings::incr_by_float(state, &key, delta, now).await
+        }
+        Command::Del(keys) => keys::del(state, keys, now).await,
+        Command::Exists(keys) => keys::exists(state, keys, now).await,
+        Command::Type(key) => keys::key_type(state, &key, now).await,
+        Command::Expire(cmd) => keys::expire(state, cmd, now).await,
+        Command::Ttl { key, millis } => keys::ttl(state, &key, millis, now).await,
+        Command::ExpireTime { key, millis } => keys::expiretime(state, &key, millis, now).await,
+        Command::Persist(key) => keys::persist(state, &key, now).await,
+        Command::Keys(pattern) => keys::keys(state, &pattern, now),
+        Command::Scan(cmd) => keys::scan(state, cmd, now),
+        Command::RandomKey => keys::randomkey(state, now),
+        // Connection and transaction commands are the session's.
+        _ => Ok(Reply::err("command cannot run here")),
+    };
+    result.unwrap_or_else(|e| cluster_error(&e))
+}
+
+/// The reply for a coordinator error.
+pub fn cluster_error(error: &ClusterError) -> Reply {
+    match error {
+        ClusterError::Unavailable { .. } => Reply::Error(error.to_string()),
+        other => Reply::err(other),
+    }
+}
+
+/// The live winner's version: the value GET returns.
+pub(crate) fn live_winner(siblings: &Siblings, now: u64) -> Option<&Version> {
+    siblings.winner(now).filter(|v| !v.is_tombstone())
+}
+
+/// The live winner's value.
+pub(crate) fn live_value(siblings: &Siblings, now: u64) -> Option<Bytes> {
+    live_winner(siblings, now).and_then(|v| v.value().cloned())
+}
+
+/// An expiry as absolute Unix milliseconds (saturating; 0 for times before
+/// the epoch, which are in the past anyway).
+pub(crate) fn absolute_ms(expiry: Expiry, now: u64) -> u64 {
+    match expiry {
+        Expiry::In(ms) => (now as i64).saturating_add(ms).max(0) as u64,
+        Expiry::At(ms) => ms.max(0) as u64,
+    }
+}
+
+/// Refuses keys and values over the configured limits.
+pub(crate) fn check_sizes(
+    state: &ServerState,
+    key: &[u8],
+    value: Option<&[u8]>,
+) -> Result<(), Reply> {
+    let max_key = state.max_key_bytes();
+    if key.len() > max_key {
+        return Err(Reply::err(format!("key too large (max {max_key} bytes)")));
+    }
+    check_value(state, value.map_or(0, <[u8]>::len))
+}
+
+/// Refuses a value length over `max-value-bytes`.
+pub(crate) fn check_value(state: &ServerState, len: usize) -> Result<(), Reply> {
+    let max_value = state.max_value_bytes();
+    if len > max_value {
+        return Err(Reply::err(format!(
+            "value too large (max {max_value} bytes)"
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,377 @@
+//! Configuration: a TOML file plus `--name value` overrides.
+//!
+//! `dynamo-server [CONFIG_FILE] [--name value ...]`: the file is read first,
+//! then each override replaces the option of the same (kebab-case) name, then
+//! the whole is validated. Every error names the option at fault.
+
+use std::{net::IpAddr, path::PathBuf};
+
+use serde::Deserialize;
+
+/// Every option, with the defaults of a single embedded node.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct Config {
+    /// Address to listen on.
+    pub bind: String,
+    /// Client (RESP) port.
+    pub port: u16,
+    /// Port of the node-to-node protocol (default `port + 10000`); reserved
+    /// for the cluster protocol, not listened on by a single node yet.
+    pub peer_port: Option<u16>,
+    /// Where the storage engine keeps its files.
+    pub data_dir: PathBuf,
+    /// `sled` (on disk, default) or `memory`.
+    pub engine: String,
+    /// `periodic` (flush every `flush-every-ms`) or `every-write` (fsync
+    /// before acknowledging each write).
+    pub durability: String,
+    /// Flush interval for `periodic` durability.
+    pub flush_every_ms: u64,
+    /// Replicas per key (N).
+    pub n: usize,
+    /// Read quorum (R).
+    pub r: usize,
+    /// Write quorum (W).
+    pub w: usize,
+    /// Password for AUTH / HELLO AUTH; empty: no authentication.
+    pub requirepass: String,
+    /// Most simultaneous client connections.
+    pub maxclients: usize,
+    /// Largest bulk string a client may send.
+    pub proto_max_bulk_len: usize,
+    /// Largest value that may be stored.
+    pub max_value_bytes: usize,
+    /// Largest key that may be stored.
+    pub max_key_bytes: usize,
+    /// Most versions (siblings) one key may hold.
+    pub max_siblings: usize,
+    /// How often the background expiry purge runs.
+    pub expiry_purge_interval_ms: u64,
+    /// Close connections idle this many seconds (0: never).
+    pub timeout: u64,
+    /// Log level: error, warn, info, debug, trace (Redis's warning, notice,
+    /// verbose are accepted too). `RUST_LOG` overrides it.
+    pub loglevel: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            bind: "127.0.0.1".into(),
+            port: 6379,
+            peer_port: None,
+            data_dir: PathBuf::from("./data"),
+            engine: "sled".into(),
+            durability: "periodic".into(),
+            flush_every_ms: 1000,
+            n: 1,
+            r: 1,
+            w: 1,
+            requirepass: String::new(),
+            maxclients: 10_000,
+            proto_max_bulk_len: 512 * 1024 * 1024,
+            max_value_bytes: 1024 * 1024,
+            max_key_bytes: 64 * 1024,
+            max_siblings: 64,
+            expiry_purge_interval_ms: 100,
+            timeout: 0,
+            loglevel: "info".into(),
+        }
+    }
+}
+
+/// Options whose values are text even when they look like numbers.
+const TEXT_OPTIONS: &[&str] = &[
+    "bind",
+    "data-dir",
+    "engine",
+    "durability",
+    "requirepass",
+    "loglevel",
+];
+
+/// What the command line asked for.
+#[derive(Debug)]
+pub enum Invocation {
+    /// Run the server with this configuration.
+    Run(Box<Config>),
+    /// Print this text (help, version) and exit 0.
+    Print(String),
+}
+
+/// Parses the command line (without the program name).
+pub fn from_args(args: &[String]) -> Result<Invocation, String> {
+    match args.first().map(String::as_str) {
+        Some("-h" | "--help") => return Ok(Invocation::Print(usage())),
+        Some("-v" | "--version") => {
+            return Ok(Invocation::Print(format!(
+                "dynamo-server v={}",
+                env!("CARGO_PKG_VERSION")
+            )))
+        }
+        _ => {}
+    }
+    let (file, overrides) = match args.first() {
+        Some(first) if !first.starts_with("--") => (Some(first.as_str()), &args[1..]),
+        _ => (None, args),
+    };
+    let mut table = match file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read config file {path}: {e}"))?;
+            text.parse::<toml::Table>()
+                .map_err(|e| format!("config file {path}: {e}"))?
+        }
+        None => toml::Table::new(),
+    };
+    apply_overrides(&mut table, overrides)?;
+    let config = parse_table(table)?;
+    config.validate()?;
+    Ok(Invocation::Run(Box::new(config)))
+}
+
+fn apply_overrides(table: &mut toml::Table, overrides: &[String]) -> Result<(), String> {
+    let mut rest = overrides.iter();
+    while let Some(flag) = rest.next() {
+        let name = flag.strip_prefix("--").ok_or_else(|| {
+            format!("unexpected argument '{flag}': options are given as --name value")
+        })?;
+        let value = rest
+            .next()
+            .ok_or_else(|| format!("option --{name} needs a value"))?;
+        table.insert(name.to_string(), override_value(name, value));
+    }
+    Ok(())
+}
+
+fn override_value(name: &str, raw: &str) -> toml::Value {
+    if TEXT_OPTIONS.contains(&name) {
+        return toml::Value::String(raw.to_string());
+    }
+    if let Ok(i) = raw.parse::<i64>() {
+        return toml::Value::Integer(i);
+    }
+    match raw {
+        "true" | "yes" => toml::Value::Boolean(true),
+        "false" | "no" => toml::Value::Boolean(false),
+        _ => toml::Value::String(raw.to_string()),
+    }
+}
+
+/// Deserializes option by option, so an error always names its option.
+fn parse_table(table: toml::Table) -> Result<Config, String> {
+    let defaults = Config::default();
+    let known: Vec<&str> = defaults
+        .entries()
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    for (name, value) in &table {
+        if !known.contains(&name.as_str()) {
+            return Err(format!(
+                "unknown option '{name}' (see conf/single-node.toml for the options)"
+            ));
+        }
+        let mut single = toml::Table::new();
+        single.insert(name.clone(), value.clone());
+        toml::Value::Table(single)
+            .try_into::<Config>()
+            .map_err(|e| format!("bad value for option '{name}': {}", e.message()))?;
+    }
+    toml::Value::Table(table)
+        .try_into::<Config>()
+        .map_err(|e| format!("bad configuration: {}", e.message()))
+}
+
+impl Config {
+    /// Every option as (name, value text), for CONFIG GET and the option list.
+    pub fn entries(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("bind", self.bind.clone()),
+            ("port", self.port.to_string()),
+            ("peer-port", self.peer_port().to_string()),
+            ("data-dir", self.data_dir.display().to_string()),
+            ("engine", self.engine.clone()),
+            ("durability", self.durability.clone()),
+            ("flush-every-ms", self.flush_every_ms.to_string()),
+            ("n", self.n.to_string()),
+            ("r", self.r.to_string()),
+            ("w", self.w.to_string()),
+            ("requirepass", self.requirepass.clone()),
+            ("maxclients", self.maxclients.to_string()),
+            ("proto-max-bulk-len", self.proto_max_bulk_len.to_string()),
+            ("max-value-bytes", self.max_value_bytes.to_string()),
+            ("max-key-bytes", self.max_key_bytes.to_string()),
+            ("max-siblings", self.max_siblings.to_string()),
+            (
+                "expiry-purge-interval-ms",
+                self.expiry_purge_interval_ms.to_string(),
+            ),
+            ("timeout", self.timeout.to_string()),
+            ("loglevel", self.loglevel.clone()),
+        ]
+    }
+
+    /// The peer port in force.
+    pub fn peer_port(&self) -> u16 {
+        self.peer_port
+            .unwrap_or_else(|| self.port.wrapping_add(10_000))
+    }
+
+    /// Checks every option; the message names the first bad one.
+    pub fn validate(&self) -> Result<(), String> {
+        self.bind.parse::<IpAddr>().map_err(|_| {
+            format!(
+                "bad value for option 'bind': '{}' is not an IP address",
+                self.bind
+            )
+        })?;
+        if self.port == 0 {
+            return Err("bad value for option 'port': must be 1-65535".into());
+        }
+        if self.peer_port.is_none() && self.port > 55_535 {
+            return Err(
+                "bad value for option 'peer-port': port + 10000 overflows; set peer-port".into(),
+            );
+        }
+        self.engine_kind()?;
+        self.durability_mode()?;
+        if !(1..=7).contains(&self.n) {
+            return Err("bad value for option 'n': must be between 1 and 7".into());
+        }
+        if self.n > 1 {
+            return Err("bad value for option 'n': this version runs a single node (n = r = w = 1); replication comes with the cluster protocol".into());
+        }
+        for (name, q) in [("r", self.r), ("w", self.w)] {
+            if q == 0 || q > self.n {
+                return Err(format!(
+                    "bad value for option '{name}': must be between 1 and n ({})",
+                    self.n
+                ));
+            }
+        }
+        positive("maxclients", self.maxclients as u64)?;
+        positive("proto-max-bulk-len", self.proto_max_bulk_len as u64)?;
+        positive("max-key-bytes", self.max_key_bytes as u64)?;
+        positive("max-siblings", self.max_siblings as u64)?;
+        positive("expiry-purge-interval-ms", self.expiry_purge_interval_ms)?;
+        if self.max_value_bytes == 0 || self.max_value_bytes > 512 * 1024 * 1024 {
+            return Err(
+                "bad value for option 'max-value-bytes': must be between 1 and 536870912".into(),
+            );
+        }
+        self.log_filter()?;
+        Ok(())
+    }
+
+    /// The storage engine asked for.
+    pub fn engine_kind(&self) -> Result<cluster::storage::EngineKind, String> {
+        self.engine
+            .parse()
+            .map_err(|e| format!("bad value for option 'engine': {e}"))
+    }
+
+    /// The durability mode asked for.
+    pub fn durability_mode(&self) -> Result<cluster::storage::Durability, String> {
+        use cluster::storage::Durability;
+        match self.durability.as_str() {
+            "periodic" if self.flush_every_ms > 0 => Ok(Durability::Periodic {
+                flush_every_ms: self.flush_every_ms,
+            }),
+            "periodic" => Err("bad value for option 'flush-every-ms': must be positive".into()),
+            "every-write" => Ok(Durability::EveryWrite),
+            other => Err(format!(
+                "bad value for option 'durability': '{other}' (expected periodic or every-write)"
+            )),
+        }
+    }
+
+    /// The tracing filter for `loglevel`.
+    pub fn log_filter(&self) -> Result<&'static str, String> {
+        Ok(match self.loglevel.to_ascii_lowercase().as_str() {
+            "error" => "error",
+            "warn" | "warning" => "warn",
+            "info" | "notice" => "info",
+            "debug" | "verbose" => "debug",
+            "trace" => "trace",
+            other => return Err(format!("bad value for option 'loglevel': '{other}'")),
+        })
+    }
+}
+
+fn positive(name: &str, value: u64) -> Result<(), String> {
+    if value == 0 {
+        Err(format!("bad value for option '{name}': must be positive"))
+    } else {
+        Ok(())
+    }
+}
+
+fn usage() -> String {
+    let options = Config::default()
+        .entries()
+        .into_iter()
+        .map(|(name, value)| format!("  --{name} {value}\n"))
+        .collect::<String>();
+    format!(
+        "Usage: dynamo-server [CONFIG_FILE] [--name value ...]\n\n\
+         Options (defaults shown; the same names are keys of the TOML file):\n{options}"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> Result<Config, String> {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        match from_args(&args)? {
+            Invocation::Run(config) => Ok(*config),
+            Invocation::Print(text) => Err(text),
+        }
+    }
+
+    #[test]
+    fn defaults_are_a_single_local_node() {
+        let config = run(&[]).unwrap();
+        assert_eq!(config.port, 6379);
+        assert_eq!(config.peer_port(), 16379);
+        assert_eq!(config.data_dir, PathBuf::from("./data"));
+        assert_eq!((config.n, config.r, config.w), (1, 1, 1));
+    }
+
+    #[test]
+    fn overrides_and_errors_name_the_option() {
+        let config = run(&[
+            "--port",
+            "7001",
+            "--requirepass",
+            "123",
+            "--data-dir",
+            "/tmp/x",
+        ])
+        .unwrap();
+        assert_eq!(config.port, 7001);
+        assert_eq!(config.requirepass, "123");
+        assert!(run(&["--port", "notanumber"])
+            .unwrap_err()
+            .contains("'port'"));
+        assert!(run(&["--no-such-option", "1"])
+            .unwrap_err()
+            .contains("no-such-option"));
+        assert!(run(&["--engine", "rocks"])
+            .unwrap_err()
+            .contains("'engine'"));
+        assert!(run(&["--port"]).unwrap_err().contains("--port"));
+    }
+
+    #[test]
+    fn file_then_overrides() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "port = 7100\nengine = \"memory\"\n").unwrap();
+        let config = run(&[path.to_str().unwrap(), "--port", "7200"]).unwrap();
+        assert_eq!((config.port, config.engine.as_str()), (7200, "memory"));
+    }
+}

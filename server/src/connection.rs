@@ -1,0 +1,130 @@
+//! One client connection: read, frame, execute, reply.
+//!
+//! Requests are decoded from the read buffer as long as complete ones are
+//! there; their replies are appended to one write buffer, which is written
+//! once the buffer holds no further complete request. A pipelined batch is
+//! therefore answered in order and with one write. A framing error is
+//! answered with `-ERR Protocol error: ...` and closes the connection.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use bytes::BytesMut;
+use resp::{FrameError, Reply, RequestDecoder};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+    sync::watch,
+};
+use tokio_util::codec::Decoder;
+use tracing::debug;
+
+use crate::{
+    session::{Flow, Session},
+    state::ServerState,
+    stats::ServerStats,
+};
+
+const READ_CHUNK: usize = 16 * 1024;
+/// Past this much pending output, replies are written before decoding more.
+const WRITE_HIGH_WATER: usize = 256 * 1024;
+
+/// Serves one client until it leaves, breaks the protocol or the server stops.
+pub async fn serve(
+    state: Arc<ServerState>,
+    mut socket: TcpStream,
+    peer: SocketAddr,
+    shutdown: watch::Receiver<bool>,
+) {
+    let config = state.config();
+    let local = socket.local_addr().unwrap_or(peer);
+    let Some(client) = state.clients.register(peer, local, config.maxclients) else {
+        ServerStats::bump(&state.stats.rejected_connections);
+        let _ = socket
+            .write_all(b"-ERR max number of clients reached\r\n")
+            .await;
+        return;
+    };
+    let _ = socket.set_nodelay(true);
+    let id = client.id;
+    let mut session = Session::new(state.clone(), client.clone());
+    let result = run(&state, &mut session, &mut socket, shutdown, config.timeout).await;
+    if let Err(e) = result {
+        debug!(client = id, "connection closed: {e}");
+    }
+    state.clients.unregister(id);
+}
+
+async fn run(
+    state: &ServerState,
+    session: &mut Session,
+    socket: &mut TcpStream,
+    mut shutdown: watch::Receiver<bool>,
+    idle_timeout_secs: u64,
+) -> Result<(), FrameError> {
+    let mut decoder = RequestDecoder::new(state.decoder_limits());
+    let mut input = BytesMut::with_capacity(READ_CHUNK);
+    let mut output = BytesMut::with_capacity(READ_CHUNK);
+    loop {
+        // Execute every complete request already buffered.
+        loop {
+            let request = match decoder.decode(&mut input) {
+                Ok(Some(request)) => request,
+                Ok(None) => break,
+                Err(error) => {
+                    ServerStats::bump(&state.stats.protocol_errors);
+                    Reply::Error(format!("ERR {error}")).encode(session.protocol, &mut output);
+                    socket.write_all(&output).await?;
+                    return Err(error);
+                }
+            };
+            if request.is_empty() {
+                continue;
+            }
+            let (reply, flow) = session.handle(request).await;
+            reply.encode(session.protocol, &mut output);
+            if flow == Flow::Close {
+                socket.write_all(&output).await?;
+                return Ok(());
+            }
+            if output.len() >= WRITE_HIGH_WATER {
+                socket.write_all(&output).await?;
+                output.clear();
+            }
+        }
+        if !output.is_empty() {
+            socket.write_all(&output).await?;
+            output.clear();
+        }
+        if *shutdown.borrow() {
+            return Ok(());
+        }
+        input.reserve(READ_CHUNK);
+        let read = tokio::select! {
+            read = read_with_timeout(socket, &mut input, idle_timeout_secs) => read?,
+            _ = shutdown.changed() => return Ok(()),
+        };
+        if read == 0 {
+            return Ok(());
+        }
+        session.touch();
+    }
+}
+
+async fn read_with_timeout(
+    socket: &mut TcpStream,
+    input: &mut BytesMut,
+    idle_timeout_secs: u64,
+) -> Result<usize, FrameError> {
+    if idle_timeout_secs == 0 {
+        return Ok(socket.read_buf(input).await?);
+    }
+    match tokio::time::timeout(
+        Duration::from_secs(idle_timeout_secs),
+        socket.read_buf(input),
+    )
+    .await
+    {
+        Ok(read) => Ok(read?),
+        Err(_) => Err(FrameError::Io("idle timeout".into())),
+    }
+}

@@ -1,0 +1,163 @@
+//! INFO: Redis's standard sections plus a `dynamo` section.
+
+use std::fmt::Write as _;
+
+use cluster::coordinator::CoordinatorStats;
+
+use crate::{state::ServerState, stats::ServerStats};
+
+/// The version Redis clients see (they gate features on it).
+pub const REDIS_COMPAT_VERSION: &str = "7.2.0";
+
+const SECTIONS: &[&str] = &[
+    "server",
+    "clients",
+    "memory",
+    "persistence",
+    "stats",
+    "replication",
+    "keyspace",
+    "dynamo",
+];
+
+/// Renders the requested sections (all of them for none, `all`, `default` or
+/// `everything`).
+pub fn render(state: &ServerState, requested: &[String]) -> String {
+    let everything = requested.is_empty()
+        || requested
+            .iter()
+            .any(|s| matches!(s.as_str(), "all" | "default" | "everything"));
+    let mut out = String::new();
+    for section in SECTIONS {
+        if everything || requested.iter().any(|r| r == section) {
+            if !out.is_empty() {
+                out.push_str("\r\n");
+            }
+            section_text(state, section, &mut out);
+        }
+    }
+    out
+}
+
+fn section_text(state: &ServerState, section: &str, out: &mut String) {
+    let config = state.config();
+    let c = &state.coordinator;
+    let cs = c.stats();
+    let mut title = section.to_string();
+    title[..1].make_ascii_uppercase();
+    let _ = write!(out, "# {title}\r\n");
+    let mut line = |name: &str, value: &dyn std::fmt::Display| {
+        let _ = write!(out, "{name}:{value}\r\n");
+    };
+    match section {
+        "server" => {
+            line("redis_version", &REDIS_COMPAT_VERSION);
+            line("dynamo_version", &env!("CARGO_PKG_VERSION"));
+            line("redis_mode", &"standalone");
+            line("os", &std::env::consts::OS);
+            line("arch_bits", &64);
+            line("process_id", &std::process::id());
+            line("run_id", &state.run_id);
+            line("tcp_port", &config.port);
+            line("uptime_in_seconds", &state.started.elapsed().as_secs());
+            line(
+                "uptime_in_days",
+                &(state.started.elapsed().as_secs() / 86_400),
+            );
+        }
+        "clients" => {
+            line("connected_clients", &state.clients.connected());
+            line("maxclients", &config.maxclients);
+            line("blocked_clients", &0);
+        }
+        "memory" => {
+            let rss = resident_bytes();
+            line("used_memory", &rss);
+            line("used_memory_human", &human(rss));
+            line("used_memory_rss", &rss);
+            line("maxmemory", &0);
+            line("maxmemory_policy", &"noeviction");
+        }
+        "persistence" => {
+            line("loading", &0);
+            line("storage_engine", &c.engine().name());
+            line("durability", &config.durability);
+            line("flush_every_ms", &config.flush_every_ms);
+            line("data_dir", &config.data_dir.display());
+            line("storage_size_bytes", &c.engine().size_bytes());
+            line("rdb_changes_since_last_save", &0);
+            line("aof_enabled", &0);
+        }
+        "stats" => {
+            let s = &state.stats;
+            line(
+                "total_connections_received",
+                &ServerStats::get(&s.connections_received),
+            );
+            line(
+                "total_commands_processed",
+                &ServerStats::get(&s.commands_processed),
+            );
+            line(
+                "rejected_connections",
+                &ServerStats::get(&s.rejected_connections),
+            );
+            line("expired_keys", &CoordinatorStats::get(&cs.expired_purged));
+            line("keyspace_hits", &ServerStats::get(&s.keyspace_hits));
+            line("keyspace_misses", &ServerStats::get(&s.keyspace_misses));
+            line("total_error_replies", &0);
+            line("protocol_errors", &ServerStats::get(&s.protocol_errors));
+        }
+        "replication" => {
+            line("role", &"master");
+            line("connected_slaves", &0);
+        }
+        "keyspace" => {
+            let keys = c.stored_keys();
+            if keys > 0 {
+                line("db0", &format!("keys={keys},expires=0,avg_ttl=0"));
+            }
+        }
+        _ => {
+            let cfg = c.config();
+            line("node_id", &format!("{:016x}", c.node_id()));
+            line("mode", &"single-node");
+            line("n", &config.n);
+            line("r", &config.r);
+            line("w", &config.w);
+            line("coordinator_reads", &CoordinatorStats::get(&cs.reads));
+            line("coordinator_writes", &CoordinatorStats::get(&cs.writes));
+            line("max_siblings", &cfg.max_siblings);
+            line("sibling_writes", &CoordinatorStats::get(&cs.sibling_writes));
+            line(
+                "max_siblings_seen",
+                &CoordinatorStats::get(&cs.max_siblings_seen),
+            );
+            line(
+                "sibling_limit_rejections",
+                &CoordinatorStats::get(&cs.sibling_limit_rejections),
+            );
+            line("keys_collected", &CoordinatorStats::get(&cs.keys_collected));
+            line(
+                "expired_versions_purged",
+                &CoordinatorStats::get(&cs.expired_purged),
+            );
+        }
+    }
+}
+
+/// Resident set size from /proc (0 where unavailable).
+fn resident_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|p| p.parse::<u64>().ok())
+        })
+        .map_or(0, |pages| pages * 4096)
+}
+
+fn human(bytes: u64) -> String {
+    format!("{:.2}M", bytes as f64 / (1024.0 * 1024.0))
+}

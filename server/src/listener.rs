@@ -1,0 +1,102 @@
+//! The accept loop, background work and graceful shutdown.
+//!
+//! SIGINT / SIGTERM: stop accepting, let every connection finish the batch
+//! it is executing, flush storage, exit 0.
+
+use std::{sync::Arc, time::Duration};
+
+use tokio::{net::TcpListener, sync::watch};
+use tracing::{info, warn};
+
+use crate::{connection, state::ServerState, stats::ServerStats};
+
+/// How long shutdown waits for connections to finish their batch.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Keys the expiry purge examines per tick.
+const PURGE_BATCH: usize = 256;
+
+/// Serves clients until a shutdown signal.
+pub async fn serve(state: Arc<ServerState>) -> Result<(), String> {
+    let config = state.config();
+    let address = format!("{}:{}", config.bind, config.port);
+    let listener = TcpListener::bind(&address)
+        .await
+        .map_err(|e| format!("cannot listen on {address}: {e}"))?;
+    info!(%address, node_id = format!("{:016x}", state.coordinator.node_id()), engine = state.coordinator.engine().name(), "ready to accept connections");
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let purge = tokio::spawn(purge_expired(state.clone(), shutdown_rx.clone()));
+    let signal = shutdown_signal();
+    tokio::pin!(signal);
+    loop {
+        tokio::select! {
+            _ = &mut signal => break,
+            accepted = listener.accept() => match accepted {
+                Ok((socket, peer)) => {
+                    ServerStats::bump(&state.stats.connections_received);
+                    tokio::spawn(connection::serve(state.clone(), socket, peer, shutdown_rx.clone()));
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: back off briefly.
+                    warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+    info!("shutting down: no new connections; draining");
+    drop(listener);
+    let _ = shutdown_tx.send(true);
+    let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
+    while state.clients.connected() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let _ = purge.await;
+    state
+        .coordinator
+        .flush()
+        .map_err(|e| format!("final flush failed: {e}"))?;
+    info!("storage flushed; bye");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => return interrupt.await.unwrap_or_default(),
+            };
+        tokio::select! {
+            _ = interrupt => {},
+            _ = terminate.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    interrupt.await.unwrap_or_default();
+}
+
+/// Removes expired versions in the background, a small batch per tick, so
+/// the purge never holds the runtime for long.
+async fn purge_expired(state: Arc<ServerState>, mut shutdown: watch::Receiver<bool>) {
+    let mut cursor = 0;
+    loop {
+        let interval = Duration::from_millis(state.config().expiry_purge_interval_ms);
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = shutdown.changed() => return,
+        }
+        match state
+            .coordinator
+            .purge_expired_step(cursor, PURGE_BATCH, crate::state::now_ms())
+        {
+            Ok(next) => cursor = next,
+            Err(e) => {
+                warn!("expiry purge failed: {e}");
+                cursor = 0;
+            }
+        }
+    }
+}
