@@ -22,6 +22,10 @@ pub struct DecoderLimits {
     pub max_multibulk_len: usize,
     /// Longest inline request line.
     pub max_inline_len: usize,
+    /// Most bytes one request may declare in all (Redis's
+    /// `client-query-buffer-limit`), so many large arguments cannot add up
+    /// to an unbounded buffer.
+    pub max_request_bytes: usize,
 }
 
 impl Default for DecoderLimits {
@@ -30,6 +34,7 @@ impl Default for DecoderLimits {
             max_bulk_len: 512 * 1024 * 1024,
             max_multibulk_len: 1024 * 1024,
             max_inline_len: 64 * 1024,
+            max_request_bytes: 1024 * 1024 * 1024,
         }
     }
 }
@@ -95,6 +100,7 @@ impl RequestDecoder {
         if count > self.limits.max_multibulk_len as i64 {
             return Err(FrameError::MultibulkTooLong);
         }
+        let mut declared: u64 = 0;
         for _ in 0..count.max(0) {
             match buf.get(pos) {
                 None => return Ok(()),
@@ -111,6 +117,12 @@ impl RequestDecoder {
             };
             if len < 0 || len as u64 > self.limits.max_bulk_len as u64 {
                 return Err(FrameError::BulkTooLong);
+            }
+            declared += len as u64;
+            if declared > self.limits.max_request_bytes as u64 {
+                return Err(FrameError::Invalid(
+                    "request exceeds the query buffer limit".into(),
+                ));
             }
             pos = body + len as usize + 2;
         }
@@ -203,6 +215,28 @@ mod tests {
         };
         let err = decode_all(b"*2\r\n$3\r\nGET\r\n$999999999\r\n", limits).unwrap_err();
         assert_eq!(err, FrameError::BulkTooLong);
+    }
+
+    #[test]
+    fn many_large_arguments_cannot_add_up_past_the_request_limit() {
+        let limits = DecoderLimits {
+            max_bulk_len: 100,
+            max_request_bytes: 250,
+            ..Default::default()
+        };
+        let err = decode_all(b"*4\r\n$3\r\nSET\r\n$100\r\n", limits);
+        assert!(err.is_ok(), "one declared bulk is within the limit");
+        let mut input = b"*5\r\n$4\r\nMSET\r\n".to_vec();
+        for _ in 0..3 {
+            input.extend_from_slice(b"$100\r\n");
+            input.extend_from_slice(&[b'x'; 100]);
+            input.extend_from_slice(b"\r\n");
+        }
+        input.extend_from_slice(b"$100\r\n");
+        assert!(matches!(
+            decode_all(&input, limits),
+            Err(FrameError::Invalid(_))
+        ));
     }
 
     #[test]

@@ -46,6 +46,8 @@ pub struct Config {
     pub max_key_bytes: usize,
     /// Most versions (siblings) one key may hold.
     pub max_siblings: usize,
+    /// Bytes of the read cache in front of the sled engine (0: none).
+    pub read_cache_bytes: usize,
     /// How often the background expiry purge runs.
     pub expiry_purge_interval_ms: u64,
     /// Close connections idle this many seconds (0: never).
@@ -74,6 +76,7 @@ impl Default for Config {
             max_value_bytes: 1024 * 1024,
             max_key_bytes: 64 * 1024,
             max_siblings: 64,
+            read_cache_bytes: 64 * 1024 * 1024,
             expiry_purge_interval_ms: 100,
             timeout: 0,
             loglevel: "info".into(),
@@ -204,6 +207,7 @@ impl Config {
             ("max-value-bytes", self.max_value_bytes.to_string()),
             ("max-key-bytes", self.max_key_bytes.to_string()),
             ("max-siblings", self.max_siblings.to_string()),
+            ("read-cache-bytes", self.read_cache_bytes.to_string()),
             (
                 "expiry-purge-interval-ms",
                 self.expiry_purge_interval_ms.to_string(),

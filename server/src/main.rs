@@ -14,7 +14,7 @@ use std::{process::ExitCode, sync::Arc};
 
 use cluster::{
     coordinator::{Coordinator, CoordinatorConfig},
-    storage::open_engine,
+    storage::{open_engine, CachedEngine, Engine, EngineKind},
 };
 use tracing_subscriber::EnvFilter;
 
@@ -68,6 +68,12 @@ async fn run(config: config::Config) -> Result<(), String> {
     let durability = config.durability_mode()?;
     let engine = open_engine(kind, &config.data_dir, durability)
         .map_err(|e| format!("cannot open storage: {e}"))?;
+    let engine: std::sync::Arc<dyn Engine> = match kind {
+        EngineKind::Sled if config.read_cache_bytes > 0 => {
+            Arc::new(CachedEngine::new(engine, config.read_cache_bytes))
+        }
+        _ => engine,
+    };
     let coordinator = Coordinator::open(
         engine,
         CoordinatorConfig {

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{Durability, Engine, MemoryEngine, SledEngine};
+use super::{CachedEngine, Durability, Engine, MemoryEngine, SledEngine};
 
 /// Everything the checks need from an engine under test. Keeps the sled temp
 /// directory alive for as long as the engine.
@@ -31,6 +31,15 @@ pub(super) fn sled(durability: Durability) -> Fixture {
     Fixture {
         engine: Box::new(engine),
         _dir: Some(dir),
+    }
+}
+
+/// Sled behind a read cache small enough that evictions happen in the checks.
+pub(super) fn cached_sled() -> Fixture {
+    let Fixture { engine, _dir } = sled(PERIODIC);
+    Fixture {
+        engine: Box::new(CachedEngine::new(std::sync::Arc::from(engine), 32 * 1024)),
+        _dir,
     }
 }
 
@@ -400,6 +409,7 @@ conformance! {
     memory_engine => memory(),
     sled_periodic => sled(PERIODIC),
     sled_every_write => sled(Durability::EveryWrite),
+    cached_sled => cached_sled(),
 }
 
 // ---------------------------------------------------------------- mirror

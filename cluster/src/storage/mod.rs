@@ -96,6 +96,7 @@
 //!
 //! [sled]: https://docs.rs/sled/0.34.7
 
+mod cache;
 mod memory;
 mod sled_engine;
 
@@ -107,6 +108,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 
+pub use cache::CachedEngine;
 pub use memory::MemoryEngine;
 pub use sled_engine::SledEngine;
 

@@ -64,7 +64,8 @@ impl SledEngine {
         };
         let mut config = sled::Config::new()
             .path(path)
-            .flush_every_ms(flush_every_ms);
+            .flush_every_ms(flush_every_ms)
+            .mode(sled::Mode::HighThroughput);
         if let Some(bytes) = cache_capacity_bytes {
             config = config.cache_capacity(bytes);
         }
