@@ -37,7 +37,8 @@ pub struct SetCmd {
 }
 
 impl SetCmd {
-    fn plain(key: Bytes, value: Bytes) -> SetCmd {
+    /// A plain `SET key value`: no options.
+    pub fn plain(key: Bytes, value: Bytes) -> SetCmd {
         SetCmd {
             key,
             value,

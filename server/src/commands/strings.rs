@@ -143,16 +143,7 @@ pub async fn mset(
         }
     }
     for (key, value) in pairs {
-        let cmd = SetCmd {
-            key,
-            value,
-            expiry: None,
-            keep_ttl: false,
-            condition: SetCondition::Always,
-            get: false,
-            reply_as_int: false,
-        };
-        set(state, cmd, now).await?;
+        set(state, SetCmd::plain(key, value), now).await?;
     }
     Ok(if only_if_none_exist {
         Reply::Int(1)
