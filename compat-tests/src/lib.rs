@@ -16,11 +16,13 @@
 //! (the random 127.0.0.X address makes that unlikely).
 
 mod client;
+mod cluster;
 mod raw;
 mod server;
 mod tools;
 
 pub use client::{assert_healthy, bulk, cmd, err_line, expect_err, now_ms, q, qerr, qv, status};
+pub use cluster::{peer_addr, status_of, Cluster, Status, CONVERGE_TIMEOUT};
 pub use raw::{encode_command, RawConn, Reply};
 pub use server::{
     binary, pick_address, run_to_exit, Server, EXIT_TIMEOUT, IO_TIMEOUT, READY_TIMEOUT,

@@ -16,9 +16,24 @@ pub struct Config {
     pub bind: String,
     /// Client (RESP) port.
     pub port: u16,
-    /// Port of the node-to-node protocol (default `port + 10000`); reserved
-    /// for the cluster protocol, not listened on by a single node yet.
+    /// Port of the node-to-node protocol (default `port + 10000`); listened
+    /// on when the node is part of a cluster (n > 1 or seeds given).
     pub peer_port: Option<u16>,
+    /// Nodes only talk to nodes of the same cluster name.
+    pub cluster_name: String,
+    /// Peer addresses (host:peer-port) to contact to join a cluster.
+    pub seeds: Vec<String>,
+    /// Address other nodes reach this one at (default: `bind`, or 127.0.0.1
+    /// when `bind` is a wildcard).
+    pub announce_ip: String,
+    /// Ring partitions (Q), a power of two; fixed for a cluster's life.
+    pub q: usize,
+    /// This node's share of partitions relative to the other nodes.
+    pub weight: u32,
+    /// How long a coordinator waits for R (or W) replicas.
+    pub request_timeout_ms: u64,
+    /// Time between gossip rounds.
+    pub gossip_interval_ms: u64,
     /// Where the storage engine keeps its files.
     pub data_dir: PathBuf,
     /// `sled` (on disk, default) or `memory`.
@@ -63,6 +78,13 @@ impl Default for Config {
             bind: "127.0.0.1".into(),
             port: 6379,
             peer_port: None,
+            cluster_name: "dynamo".into(),
+            seeds: Vec::new(),
+            announce_ip: String::new(),
+            q: 256,
+            weight: 1,
+            request_timeout_ms: 1000,
+            gossip_interval_ms: 1000,
             data_dir: PathBuf::from("./data"),
             engine: "sled".into(),
             durability: "periodic".into(),
@@ -87,6 +109,8 @@ impl Default for Config {
 /// Options whose values are text even when they look like numbers.
 const TEXT_OPTIONS: &[&str] = &[
     "bind",
+    "cluster-name",
+    "announce-ip",
     "data-dir",
     "engine",
     "durability",
@@ -149,6 +173,15 @@ fn apply_overrides(table: &mut toml::Table, overrides: &[String]) -> Result<(), 
 }
 
 fn override_value(name: &str, raw: &str) -> toml::Value {
+    if name == "seeds" {
+        let seeds = raw
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| toml::Value::String(s.to_string()))
+            .collect();
+        return toml::Value::Array(seeds);
+    }
     if TEXT_OPTIONS.contains(&name) {
         return toml::Value::String(raw.to_string());
     }
@@ -194,6 +227,13 @@ impl Config {
             ("bind", self.bind.clone()),
             ("port", self.port.to_string()),
             ("peer-port", self.peer_port().to_string()),
+            ("cluster-name", self.cluster_name.clone()),
+            ("seeds", self.seeds.join(",")),
+            ("announce-ip", self.announce_ip().to_string()),
+            ("q", self.q.to_string()),
+            ("weight", self.weight.to_string()),
+            ("request-timeout-ms", self.request_timeout_ms.to_string()),
+            ("gossip-interval-ms", self.gossip_interval_ms.to_string()),
             ("data-dir", self.data_dir.display().to_string()),
             ("engine", self.engine.clone()),
             ("durability", self.durability.clone()),
@@ -223,6 +263,23 @@ impl Config {
             .unwrap_or_else(|| self.port.wrapping_add(10_000))
     }
 
+    /// Whether this node runs the cluster protocol: more than one replica
+    /// per key, or seeds to join.
+    pub fn clustered(&self) -> bool {
+        self.n > 1 || !self.seeds.is_empty()
+    }
+
+    /// The IP address peers reach this node at.
+    pub fn announce_ip(&self) -> String {
+        if !self.announce_ip.is_empty() {
+            return self.announce_ip.clone();
+        }
+        match self.bind.parse::<IpAddr>() {
+            Ok(ip) if ip.is_unspecified() => "127.0.0.1".into(),
+            _ => self.bind.clone(),
+        }
+    }
+
     /// Checks every option; the message names the first bad one.
     pub fn validate(&self) -> Result<(), String> {
         self.bind.parse::<IpAddr>().map_err(|_| {
@@ -244,8 +301,27 @@ impl Config {
         if !(1..=7).contains(&self.n) {
             return Err("bad value for option 'n': must be between 1 and 7".into());
         }
-        if self.n > 1 {
-            return Err("bad value for option 'n': this version runs a single node (n = r = w = 1); replication comes with the cluster protocol".into());
+        if !self.q.is_power_of_two() || self.q > 65_536 {
+            return Err("bad value for option 'q': must be a power of two up to 65536".into());
+        }
+        positive("weight", u64::from(self.weight))?;
+        positive("request-timeout-ms", self.request_timeout_ms)?;
+        positive("gossip-interval-ms", self.gossip_interval_ms)?;
+        if self.cluster_name.is_empty() || self.cluster_name.len() > 128 {
+            return Err("bad value for option 'cluster-name': must be 1-128 characters".into());
+        }
+        if !self.announce_ip.is_empty() && self.announce_ip.parse::<IpAddr>().is_err() {
+            return Err(format!(
+                "bad value for option 'announce-ip': '{}' is not an IP address",
+                self.announce_ip
+            ));
+        }
+        for seed in &self.seeds {
+            if seed.parse::<std::net::SocketAddr>().is_err() {
+                return Err(format!(
+                    "bad value for option 'seeds': '{seed}' is not host:port (an IP address and the peer port)"
+                ));
+            }
         }
         for (name, q) in [("r", self.r), ("w", self.w)] {
             if q == 0 || q > self.n {
@@ -368,6 +444,31 @@ mod tests {
             .unwrap_err()
             .contains("'engine'"));
         assert!(run(&["--port"]).unwrap_err().contains("--port"));
+        assert!(run(&["--q", "100"]).unwrap_err().contains("'q'"));
+        assert!(run(&["--n", "3", "--r", "4"]).unwrap_err().contains("'r'"));
+        assert!(run(&["--seeds", "nohost"]).unwrap_err().contains("'seeds'"));
+    }
+
+    #[test]
+    fn cluster_options() {
+        let config = run(&[
+            "--n",
+            "3",
+            "--r",
+            "2",
+            "--w",
+            "2",
+            "--seeds",
+            "127.0.0.1:17000,127.0.0.2:17000",
+            "--cluster-name",
+            "blue",
+        ])
+        .unwrap();
+        assert!(config.clustered());
+        assert_eq!(config.seeds.len(), 2);
+        assert_eq!(config.cluster_name, "blue");
+        assert_eq!(config.announce_ip(), "127.0.0.1");
+        assert!(!run(&[]).unwrap().clustered());
     }
 
     #[test]

@@ -122,7 +122,17 @@ fn section_text(state: &ServerState, section: &str, out: &mut String) {
         _ => {
             let cfg = c.config();
             line("node_id", &format!("{:016x}", c.node_id()));
-            line("mode", &"single-node");
+            match c.node() {
+                Some(node) => {
+                    let cluster = node.cluster_state();
+                    line("mode", &"cluster");
+                    line("cluster_name", &cluster.cluster_name());
+                    line("members", &cluster.members().len());
+                    line("ring_version", &cluster.ring().version());
+                    line("q", &cluster.ring().q());
+                }
+                None => line("mode", &"single-node"),
+            }
             line("n", &config.n);
             line("r", &config.r);
             line("w", &config.w);
@@ -142,6 +152,20 @@ fn section_text(state: &ServerState, section: &str, out: &mut String) {
             line(
                 "expired_versions_purged",
                 &CoordinatorStats::get(&cs.expired_purged),
+            );
+            line("replica_merges", &CoordinatorStats::get(&cs.merges));
+            line("read_repairs", &CoordinatorStats::get(&cs.read_repairs));
+            line(
+                "writes_forwarded",
+                &CoordinatorStats::get(&cs.writes_forwarded),
+            );
+            line(
+                "writes_coordinated_for_peers",
+                &CoordinatorStats::get(&cs.writes_coordinated_for_peers),
+            );
+            line(
+                "quorum_failures",
+                &CoordinatorStats::get(&cs.quorum_failures),
             );
         }
     }

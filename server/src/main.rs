@@ -10,12 +10,15 @@ mod session;
 mod state;
 mod stats;
 
-use std::{process::ExitCode, sync::Arc};
+use std::{process::ExitCode, sync::Arc, time::Duration};
 
 use cluster::{
     coordinator::{Coordinator, CoordinatorConfig},
+    replica::{Replica, ReplicaConfig},
+    runtime::{self, ClusterConfig, Identity, Node, PeerPool},
     storage::{open_engine, CachedEngine, Engine, EngineKind},
 };
+use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
 use crate::{config::Invocation, state::ServerState};
@@ -74,14 +77,67 @@ async fn run(config: config::Config) -> Result<(), String> {
         }
         _ => engine,
     };
-    let coordinator = Coordinator::open(
-        engine,
-        CoordinatorConfig {
-            max_siblings: config.max_siblings,
-            replicas: config.n,
-        },
-    )
-    .map_err(|e| format!("cannot open the coordinator: {e}"))?;
+    let coordinator_config = CoordinatorConfig {
+        max_siblings: config.max_siblings,
+        replicas: config.n,
+    };
+    let coordinator = if config.clustered() {
+        start_cluster(&config, engine, coordinator_config).await?
+    } else {
+        Coordinator::open(engine, coordinator_config)
+            .map_err(|e| format!("cannot open the coordinator: {e}"))?
+    };
     let state = Arc::new(ServerState::new(coordinator, config));
     listener::serve(state).await
+}
+
+/// Opens the replica, joins the cluster protocol (peer listener, gossip) and
+/// returns a coordinator that runs every request through it.
+async fn start_cluster(
+    config: &config::Config,
+    engine: Arc<dyn Engine>,
+    coordinator_config: CoordinatorConfig,
+) -> Result<Coordinator, String> {
+    let replica = Replica::open(
+        engine,
+        ReplicaConfig {
+            max_siblings: config.max_siblings,
+            collect_dead_keys: false,
+        },
+    )
+    .map_err(|e| format!("cannot open the replica: {e}"))?;
+    let replica = Arc::new(replica);
+    let announce = config.announce_ip();
+    let identity = Identity {
+        node_id: replica.node_id(),
+        cluster_name: config.cluster_name.clone(),
+        max_frame_bytes: config
+            .max_value_bytes
+            .saturating_mul(config.max_siblings)
+            .saturating_add(1 << 20)
+            .clamp(16 << 20, 1 << 30),
+    };
+    let cluster_config = ClusterConfig {
+        cluster_name: config.cluster_name.clone(),
+        n: config.n,
+        r: config.r,
+        w: config.w,
+        q: config.q,
+        weight: config.weight,
+        peer_addr: format!("{announce}:{}", config.peer_port()),
+        client_addr: format!("{announce}:{}", config.port),
+        seeds: config.seeds.clone(),
+        request_timeout: Duration::from_millis(config.request_timeout_ms),
+        gossip_interval: Duration::from_millis(config.gossip_interval_ms),
+    };
+    let node = Node::open(cluster_config, replica, PeerPool::new(identity.clone()))
+        .map_err(|e| format!("cannot open the cluster state: {e}"))?;
+    let node = Arc::new(node);
+    let peer_address = format!("{}:{}", config.bind, config.peer_port());
+    let listener = TcpListener::bind(&peer_address)
+        .await
+        .map_err(|e| format!("cannot listen on peer port {peer_address}: {e}"))?;
+    tracing::info!(%peer_address, cluster = %config.cluster_name, seeds = ?config.seeds, "peer protocol listening");
+    runtime::start(node.clone(), listener, identity);
+    Ok(Coordinator::clustered(node, coordinator_config))
 }

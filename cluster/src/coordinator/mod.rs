@@ -2,46 +2,40 @@
 //!
 //! The idea: every client command, whatever its Redis name, becomes a read of
 //! a key's sibling set, a causal write, or a read-then-write. The coordinator
-//! is the only way commands touch data, so making the store distributed changes
-//! this module, not the commands.
+//! is the only way commands touch data, so the commands do not know whether
+//! they run on one node or on a cluster.
 //!
-//! How it works (single node, N = R = W = 1): a read decodes the key's
-//! [`Siblings`] from the engine. A write takes a fresh [`Dot`] from the node's
-//! [`DotCounter`], applies it with the caller's causal context (superseding
-//! exactly the versions the context covers) and stores the new sibling set.
-//! Read-modify-write commands use [`Coordinator::update`], which hands the
-//! current siblings to a closure and stores what it decides; on one node this
-//! runs under a per-key stripe lock, so two writers of one key never lose each
-//! other's versions. With one replica a key whose versions are all tombstones
-//! or expired is removed at once: no other replica can still hold an older
-//! version that the tombstone must suppress.
+//! How it works: on a single node (N = R = W = 1, no peers) every call goes
+//! straight to the local [`Replica`]. In a cluster it goes to the
+//! [`Node`] runtime, which runs the quorum state machines of [`fsm`] over the
+//! first N healthy nodes of the key's preference list: reads merge R replies
+//! and repair stale replicas afterwards; writes are coordinated by an owner of
+//! the key (which creates the dot) and acknowledged after W replicas stored
+//! them. Read-modify-write commands use [`Coordinator::update`]: atomic under
+//! a stripe lock on one node, and on a cluster run by the coordinating owner
+//! on its local state (not isolated across coordinators: concurrent updates
+//! become siblings instead of being serialised).
 //!
 //! CAVEATS:
-//! - Engine calls are synchronous (sled answers in microseconds); with
-//!   `durability = every-write` each write waits for an fsync.
-//! - `update` is atomic only on one node. With replicas it becomes a quorum
-//!   read followed by a write carrying the read's context: concurrent updates
-//!   then become siblings instead of being serialised (documented as not
-//!   isolated).
+//! - KEYS, SCAN and DBSIZE on a cluster combine every node's local store; they
+//!   are approximate while replicas disagree (DBSIZE divides the replica count
+//!   by N).
 
-mod dots;
-mod stats;
+pub mod fsm;
 
-use std::sync::{
-    atomic::{AtomicI64, AtomicUsize, Ordering},
-    Arc, Mutex,
-};
+use std::{collections::BTreeMap, sync::Arc};
 
 use bytes::Bytes;
 use thiserror::Error;
 
-pub use dots::DotCounter;
-pub use stats::CoordinatorStats;
-
+pub use crate::stats::CoordinatorStats;
 use crate::{
     keyspace,
+    replica::{Replica, ReplicaConfig},
+    runtime::Node,
     storage::{Engine, StorageError},
-    version::{Dot, NodeId, Payload, Siblings, Version, VersionError, VersionVector},
+    version::{NodeId, Payload, Siblings, VersionError, VersionVector},
+    wire::{Request, Response},
 };
 
 /// Errors a coordinated request can end with.
@@ -70,6 +64,9 @@ pub enum ClusterError {
     /// Stored data could not be decoded.
     #[error("corrupt stored version: {0}")]
     Corrupt(#[from] VersionError),
+    /// A peer failed the request for another reason.
+    #[error("peer: {0}")]
+    Remote(String),
 }
 
 /// Coordinator settings.
@@ -95,6 +92,9 @@ impl Default for CoordinatorConfig {
 pub struct Write {
     /// The versions this write supersedes.
     pub context: VersionVector,
+    /// Also supersede every version the coordinating replica holds (a plain
+    /// SET: "supersedes what its coordinating replica knows").
+    pub supersede_known: bool,
     /// A value or a tombstone.
     pub payload: Payload,
     /// Absolute expiry in Unix milliseconds.
@@ -106,6 +106,7 @@ impl Write {
     pub fn value(context: VersionVector, value: Bytes, expires_at_ms: Option<u64>) -> Write {
         Write {
             context,
+            supersede_known: false,
             payload: Payload::Value(value),
             expires_at_ms,
         }
@@ -115,209 +116,222 @@ impl Write {
     pub fn tombstone(context: VersionVector) -> Write {
         Write {
             context,
+            supersede_known: false,
             payload: Payload::Tombstone,
             expires_at_ms: None,
         }
     }
 }
 
-const LOCK_STRIPES: usize = 1024;
-
 /// Coordinates reads and writes for this node.
 pub struct Coordinator {
-    engine: Arc<dyn Engine>,
-    dots: DotCounter,
-    stripes: Box<[Mutex<()>]>,
+    replica: Arc<Replica>,
+    node: Option<Arc<Node>>,
     config: CoordinatorConfig,
-    max_siblings: AtomicUsize,
-    stats: CoordinatorStats,
-    stored_keys: AtomicI64,
 }
 
 impl Coordinator {
-    /// Opens the coordinator over `engine`, loading the node id and counting
-    /// the stored keys (once, at start).
+    /// A single-node coordinator over `engine` (no peers).
     pub fn open(
         engine: Arc<dyn Engine>,
         config: CoordinatorConfig,
     ) -> Result<Coordinator, ClusterError> {
-        let dots = DotCounter::open(engine.clone())?;
-        let stored = engine.count()?;
-        Ok(Coordinator {
+        let replica = Replica::open(
             engine,
-            dots,
-            stripes: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+            ReplicaConfig {
+                max_siblings: config.max_siblings,
+                collect_dead_keys: config.replicas == 1,
+            },
+        )?;
+        Ok(Coordinator {
+            replica: Arc::new(replica),
+            node: None,
             config,
-            max_siblings: AtomicUsize::new(config.max_siblings),
-            stats: CoordinatorStats::default(),
-            stored_keys: AtomicI64::new(stored as i64),
         })
+    }
+
+    /// A coordinator that runs every request through the cluster `node`.
+    pub fn clustered(node: Arc<Node>, config: CoordinatorConfig) -> Coordinator {
+        Coordinator {
+            replica: node.replica().clone(),
+            node: Some(node),
+            config,
+        }
+    }
+
+    /// The cluster node, if this is a cluster.
+    pub fn node(&self) -> Option<&Arc<Node>> {
+        self.node.as_ref()
+    }
+
+    /// The local replica.
+    pub fn replica(&self) -> &Arc<Replica> {
+        &self.replica
     }
 
     /// This node's id.
     pub fn node_id(&self) -> NodeId {
-        self.dots.node_id()
+        self.replica.node_id()
     }
 
     /// The settings in force.
     pub fn config(&self) -> CoordinatorConfig {
         CoordinatorConfig {
-            max_siblings: self.max_siblings.load(Ordering::Relaxed),
+            max_siblings: self.replica.max_siblings(),
             ..self.config
         }
     }
 
     /// Changes `max-siblings` at run time (CONFIG SET).
     pub fn set_max_siblings(&self, max: usize) {
-        self.max_siblings.store(max, Ordering::Relaxed);
+        self.replica.set_max_siblings(max);
     }
 
     /// Counters for INFO.
     pub fn stats(&self) -> &CoordinatorStats {
-        &self.stats
+        self.replica.stats()
     }
 
     /// The storage engine (for INFO and shutdown).
     pub fn engine(&self) -> &Arc<dyn Engine> {
-        &self.engine
+        self.replica.engine()
     }
 
     /// Keys held by this node (including expired ones not yet purged).
     pub fn stored_keys(&self) -> u64 {
-        self.stored_keys.load(Ordering::Relaxed).max(0) as u64
+        self.replica.stored_keys()
     }
 
-    /// `get(key)`: every version of the key this node's quorum knows.
+    /// `get(key)`: every version of the key the read quorum knows.
     pub async fn get(&self, key: &[u8]) -> Result<Siblings, ClusterError> {
-        CoordinatorStats::bump(&self.stats.reads);
-        self.load(&keyspace::storage_key(key))
+        match &self.node {
+            Some(node) => node.get(key).await,
+            None => {
+                CoordinatorStats::bump(&self.replica.stats().reads);
+                self.replica.read(key)
+            }
+        }
     }
 
     /// This node's own stored versions of `key` (no quorum).
     pub fn local_get(&self, key: &[u8]) -> Result<Siblings, ClusterError> {
-        self.load(&keyspace::storage_key(key))
+        self.replica.read(key)
     }
 
     /// `put(key, context, object)`: stores a new version superseding what
-    /// `write.context` covers; returns the key's siblings afterwards.
+    /// `write.context` covers; returns the coordinator's siblings afterwards.
     pub async fn put(
         &self,
         key: &[u8],
         write: Write,
         now_ms: u64,
     ) -> Result<Siblings, ClusterError> {
-        self.update(key, now_ms, |_| (Some(write), ())).await?;
-        self.local_get(key)
+        match &self.node {
+            Some(node) => node.put(key, write, now_ms).await,
+            None => {
+                let (_, stored) = self.replica.write(key, now_ms, |_| (Some(write), ()))?;
+                Ok(stored.unwrap_or_default())
+            }
+        }
     }
 
     /// Read-modify-write: `decide` sees the current siblings and returns the
     /// write to store (if any) and a result for the caller.
-    pub async fn update<R>(
+    pub async fn update<R: Send>(
         &self,
         key: &[u8],
         now_ms: u64,
-        decide: impl FnOnce(&Siblings) -> (Option<Write>, R),
+        decide: impl FnOnce(&Siblings) -> (Option<Write>, R) + Send,
     ) -> Result<R, ClusterError> {
-        let skey = keyspace::storage_key(key);
-        let _guard = self.lock(&skey);
-        let current = self.load(&skey)?;
-        let (write, result) = decide(&current);
-        if let Some(mut write) = write {
-            // A context can only cover dots of this node that it already
-            // issued; a higher one is forged or corrupt, and would make the
-            // new write born superseded.
-            if write.context.get(self.node_id()) >= self.dots.peek_next() {
-                return Err(ClusterError::InvalidContext);
-            }
-            let dot = self.dots.next_dot()?;
-            let context = std::mem::take(&mut write.context);
-            let mut next = current.clone();
-            next.apply_write(&context, self.version(dot, write, now_ms));
-            let max = self.max_siblings.load(Ordering::Relaxed);
-            if next.versions().len() > max {
-                CoordinatorStats::bump(&self.stats.sibling_limit_rejections);
-                return Err(ClusterError::TooManySiblings { max });
-            }
-            self.stats.record_siblings(next.live(now_ms).count());
-            CoordinatorStats::bump(&self.stats.writes);
-            self.store(&skey, &current, next, now_ms)?;
-        }
-        Ok(result)
-    }
-
-    fn version(&self, dot: Dot, write: Write, now_ms: u64) -> Version {
-        Version {
-            dot,
-            timestamp_ms: now_ms,
-            expires_at_ms: write.expires_at_ms,
-            payload: write.payload,
+        match &self.node {
+            Some(node) => node.update(key, now_ms, decide).await,
+            None => Ok(self.replica.write(key, now_ms, decide)?.0),
         }
     }
 
-    fn lock(&self, skey: &[u8]) -> std::sync::MutexGuard<'_, ()> {
-        let position = keyspace::split_storage_key(skey).map_or(0, |(p, _)| p);
-        let stripe = &self.stripes[(position % LOCK_STRIPES as u64) as usize];
-        stripe
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    fn load(&self, skey: &[u8]) -> Result<Siblings, ClusterError> {
-        match self.engine.get(skey)? {
-            Some(raw) => Ok(Siblings::decode(&raw)?),
-            None => Ok(Siblings::default()),
-        }
-    }
-
-    /// Stores `next` (or removes the key when nothing but tombstones and
-    /// expired versions is left and this is the only replica).
-    fn store(
-        &self,
-        skey: &[u8],
-        before: &Siblings,
-        next: Siblings,
-        now_ms: u64,
-    ) -> Result<(), ClusterError> {
-        let existed = !before.is_empty();
-        let collect = self.config.replicas == 1 && next.live(now_ms).next().is_none();
-        if collect {
-            if existed {
-                self.engine.delete(skey)?;
-                self.stored_keys.fetch_sub(1, Ordering::Relaxed);
-                CoordinatorStats::bump(&self.stats.keys_collected);
-            }
-        } else {
-            self.engine.put(skey, &next.encode())?;
-            if !existed {
-                self.stored_keys.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        Ok(())
-    }
-
-    /// Up to `count` keys at or after ring position `cursor`, with their
-    /// siblings, and the cursor to continue from (0 when the scan is done).
+    /// This node's keys at or after ring position `cursor` (see
+    /// [`Replica::scan`]).
     pub fn scan(
         &self,
         cursor: u64,
         count: usize,
     ) -> Result<(Vec<(Bytes, Siblings)>, u64), ClusterError> {
-        let entries = self
-            .engine
-            .scan_from(&keyspace::position_start(cursor), count.max(1))?;
-        let mut next = 0;
-        let mut out = Vec::with_capacity(entries.len());
-        for (skey, raw) in &entries {
-            let Some((position, key)) = keyspace::split_storage_key(skey) else {
-                continue;
-            };
-            next = position.wrapping_add(1);
-            out.push((Bytes::copy_from_slice(key), Siblings::decode(raw)?));
+        self.replica.scan(cursor, count)
+    }
+
+    /// Up to about `count` keys of the whole cluster at or after `cursor`,
+    /// each with the merge of the states the nodes hold, and the cursor to
+    /// continue from (0: done). On one node, the local scan.
+    pub async fn cluster_scan(
+        &self,
+        cursor: u64,
+        count: usize,
+    ) -> Result<(Vec<(Bytes, Siblings)>, u64), ClusterError> {
+        let Some(node) = &self.node else {
+            return self.replica.scan(cursor, count);
+        };
+        let count = count.clamp(1, 4096);
+        let answers = node
+            .broadcast(Request::Scan {
+                cursor,
+                count: count as u32,
+            })
+            .await;
+        let mut pages = Vec::new();
+        for (_, answer) in answers {
+            match answer {
+                Ok(Response::Page { entries, next }) => pages.push((entries, next)),
+                Ok(Response::Failed(text)) => return Err(ClusterError::Remote(text)),
+                _ => {
+                    let members = node.active_members().len();
+                    return Err(ClusterError::Unavailable {
+                        needed: members,
+                        got: pages.len(),
+                    });
+                }
+            }
         }
-        if entries.len() < count.max(1) {
-            next = 0;
+        Ok(combine_pages(pages))
+    }
+
+    /// Number of keys with a value: this node's count on one node; on a
+    /// cluster the sum of every node's count divided by N (approximate while
+    /// replicas disagree).
+    pub async fn db_size(&self) -> Result<u64, ClusterError> {
+        let Some(node) = &self.node else {
+            return Ok(self.replica.stored_keys());
+        };
+        let mut total = 0u64;
+        let mut nodes = 0usize;
+        for (_, answer) in node.broadcast(Request::CountLive).await {
+            if let Ok(Response::Count(count)) = answer {
+                total += count;
+                nodes += 1;
+            }
         }
-        Ok((out, next))
+        let copies = node.config().n.min(nodes).max(1) as u64;
+        Ok((total + copies / 2) / copies)
+    }
+
+    /// Removes every key: on a cluster, on every member (fails if one cannot
+    /// be reached, after clearing the others).
+    pub async fn flush_all(&self) -> Result<(), ClusterError> {
+        let Some(node) = &self.node else {
+            return self.clear();
+        };
+        let answers = node.broadcast(Request::FlushAll).await;
+        let total = answers.len();
+        let acked = answers
+            .iter()
+            .filter(|(_, a)| matches!(a, Ok(Response::Ack)))
+            .count();
+        if acked < total {
+            return Err(ClusterError::Unavailable {
+                needed: total,
+                got: acked,
+            });
+        }
+        Ok(())
     }
 
     /// Removes expired versions from up to `batch` keys starting at `cursor`;
@@ -328,37 +342,44 @@ impl Coordinator {
         batch: usize,
         now_ms: u64,
     ) -> Result<u64, ClusterError> {
-        let (entries, next) = self.scan(cursor, batch)?;
-        for (key, siblings) in entries {
-            if !siblings.versions().iter().any(|v| v.is_expired(now_ms)) {
-                continue;
-            }
-            let skey = keyspace::storage_key(&key);
-            let _guard = self.lock(&skey);
-            let current = self.load(&skey)?;
-            let mut next_state = current.clone();
-            let purged = next_state.purge_expired(now_ms);
-            if purged > 0 {
-                self.stats
-                    .expired_purged
-                    .fetch_add(purged as u64, Ordering::Relaxed);
-                self.store(&skey, &current, next_state, now_ms)?;
-            }
-        }
-        Ok(next)
+        self.replica.purge_expired_step(cursor, batch, now_ms)
     }
 
-    /// Removes every key on this node (FLUSHALL).
+    /// Removes every key on this node.
     pub fn clear(&self) -> Result<(), ClusterError> {
-        self.engine.clear()?;
-        self.stored_keys.store(0, Ordering::Relaxed);
-        Ok(())
+        self.replica.clear()
     }
 
     /// Makes every acknowledged write durable (shutdown).
     pub fn flush(&self) -> Result<(), ClusterError> {
-        Ok(self.engine.flush()?)
+        self.replica.flush()
     }
+}
+
+/// Combines per-node scan pages: keeps keys up to the smallest position any
+/// truncated page reached (beyond it a node may hold keys not yet listed),
+/// merges each key's states, and continues after that position.
+fn combine_pages(pages: Vec<(Vec<(Bytes, Siblings)>, u64)>) -> (Vec<(Bytes, Siblings)>, u64) {
+    let limit = pages
+        .iter()
+        .filter(|(_, next)| *next != 0)
+        .map(|(_, next)| next - 1)
+        .min();
+    let mut merged: BTreeMap<(u64, Bytes), Siblings> = BTreeMap::new();
+    for (entries, _) in pages {
+        for (key, siblings) in entries {
+            let position = keyspace::ring_position(&key);
+            if limit.is_some_and(|l| position > l) {
+                continue;
+            }
+            merged
+                .entry((position, key))
+                .and_modify(|s| s.merge(&siblings))
+                .or_insert(siblings);
+        }
+    }
+    let next = limit.map_or(0, |l| l.wrapping_add(1));
+    (merged.into_iter().map(|((_, k), s)| (k, s)).collect(), next)
 }
 
 #[cfg(test)]

@@ -49,6 +49,12 @@ impl SetCmd {
             reply_as_int: false,
         }
     }
+
+    /// Whether the write depends on nothing stored: no NX/XX, GET or
+    /// KEEPTTL, so it can be sent without reading the key first.
+    pub fn is_plain(&self) -> bool {
+        self.condition == SetCondition::Always && !self.get && !self.keep_ttl
+    }
 }
 
 /// What GETEX does to the expiry.

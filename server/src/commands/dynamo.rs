@@ -1,9 +1,13 @@
 //! The Dynamo interface: DGET / DPUT / DDEL and `DYNAMO` administration.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use cluster::{
     coordinator::{ClusterError, Write},
-    version::{Context, Siblings},
+    membership::MemberStatus,
+    runtime::Node,
+    version::{Context, NodeId, Siblings},
 };
 use resp::{command::DynamoCmd, Reply};
 
@@ -67,13 +71,30 @@ pub async fn ddel(state: &ServerState, key: Bytes, context: &[u8], now: u64) -> 
 }
 
 /// `DYNAMO STATUS | RING | MEMBERS | LOCALGET key | JOIN | LEAVE | REMOVE`
-pub fn admin(state: &ServerState, cmd: DynamoCmd, now: u64) -> CommandResult {
+pub async fn admin(state: &ServerState, cmd: DynamoCmd, now: u64) -> CommandResult {
+    if let DynamoCmd::LocalGet(key) = &cmd {
+        return Ok(siblings_reply(&state.coordinator.local_get(key)?, now));
+    }
+    match state.coordinator.node() {
+        Some(node) => cluster_admin(state, node, cmd).await,
+        None => Ok(single_admin(state, cmd)),
+    }
+}
+
+fn text(s: &str) -> Reply {
+    Reply::bulk(s.to_string())
+}
+
+fn hex(node: NodeId) -> String {
+    format!("{node:016x}")
+}
+
+/// The administration answers of a node that runs without peers.
+fn single_admin(state: &ServerState, cmd: DynamoCmd) -> Reply {
     let config = state.config();
-    let node = format!("{:016x}", state.coordinator.node_id());
+    let node = hex(state.coordinator.node_id());
     let address = format!("{}:{}", config.bind, config.port);
-    let text = |s: &str| Reply::bulk(s.to_string());
-    Ok(match cmd {
-        DynamoCmd::LocalGet(key) => siblings_reply(&state.coordinator.local_get(&key)?, now),
+    match cmd {
         DynamoCmd::Status => Reply::Map(vec![
             (text("node_id"), text(&node)),
             (text("mode"), text("single-node")),
@@ -85,8 +106,7 @@ pub fn admin(state: &ServerState, cmd: DynamoCmd, now: u64) -> CommandResult {
             (text("keys"), Reply::Int(state.coordinator.stored_keys() as i64)),
             (text("transfers"), Reply::Array(Vec::new())),
         ]),
-        // One node owns the whole ring: a single range, from position 0 to
-        // the largest position, held by this node.
+        // One node owns the whole ring: a single range held by this node.
         DynamoCmd::Ring => Reply::Array(vec![Reply::Array(vec![
             Reply::Int(0),
             text("0"),
@@ -96,11 +116,116 @@ pub fn admin(state: &ServerState, cmd: DynamoCmd, now: u64) -> CommandResult {
         DynamoCmd::Members => Reply::Array(vec![Reply::Array(vec![
             text(&node),
             text(&address),
-            text("up"),
+            text(""),
             text("self"),
+            text("active"),
+            Reply::Int(1),
+            Reply::Int(1),
         ])]),
         DynamoCmd::Join(_) | DynamoCmd::Leave | DynamoCmd::Remove(_) => Reply::err(
-            "membership changes need the peer protocol, which this single-node version does not run yet",
+            "this node runs without the cluster protocol: start it with n > 1 or with seeds to form a cluster",
         ),
+        DynamoCmd::LocalGet(_) => Reply::err("unreachable"),
+    }
+}
+
+/// The administration answers of a cluster node: its own view.
+async fn cluster_admin(state: &ServerState, node: &Arc<Node>, cmd: DynamoCmd) -> CommandResult {
+    let cluster = node.cluster_state();
+    let ring = cluster.ring();
+    let me = node.id();
+    let counts = ring.partition_counts();
+    Ok(match cmd {
+        DynamoCmd::Status => {
+            let config = node.config();
+            let up = cluster
+                .members()
+                .values()
+                .filter(|m| m.status != MemberStatus::Removed && node.down_since(m.id).is_none())
+                .count();
+            Reply::Map(vec![
+                (text("node_id"), text(&hex(me))),
+                (text("mode"), text("cluster")),
+                (text("cluster_name"), text(cluster.cluster_name())),
+                (text("address"), text(&config.client_addr)),
+                (text("peer_address"), text(&config.peer_addr)),
+                (text("n"), Reply::Int(config.n as i64)),
+                (text("r"), Reply::Int(config.r as i64)),
+                (text("w"), Reply::Int(config.w as i64)),
+                (text("q"), Reply::Int(ring.q() as i64)),
+                (text("ring_version"), Reply::Int(ring.version() as i64)),
+                (text("ring_digest"), text(&format!("{:016x}", cluster.digest()))),
+                (text("members"), Reply::Int(cluster.members().len() as i64)),
+                (text("members_up"), Reply::Int(up as i64)),
+                (
+                    text("partitions"),
+                    Reply::Int(counts.get(&me).copied().unwrap_or(0) as i64),
+                ),
+                (text("fair_share"), Reply::Double(ring.fair_share(me))),
+                (text("keys"), Reply::Int(state.coordinator.stored_keys() as i64)),
+                (text("transfers"), Reply::Array(Vec::new())),
+            ])
+        }
+        DynamoCmd::Ring => {
+            let q = ring.q();
+            Reply::Array(
+                ring.owners()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, owner)| {
+                        let start = ring.partition_start(i);
+                        let end = if i + 1 == q {
+                            u64::MAX
+                        } else {
+                            ring.partition_start(i + 1) - 1
+                        };
+                        Reply::Array(vec![
+                            Reply::Int(i as i64),
+                            text(&start.to_string()),
+                            text(&end.to_string()),
+                            text(&hex(*owner)),
+                        ])
+                    })
+                    .collect(),
+            )
+        }
+        DynamoCmd::Members => Reply::Array(
+            cluster
+                .members()
+                .values()
+                .map(|m| {
+                    let health = if m.id == me {
+                        "self".to_string()
+                    } else {
+                        match node.down_since(m.id) {
+                            Some(since) => format!("down since {since}"),
+                            None => "up".to_string(),
+                        }
+                    };
+                    Reply::Array(vec![
+                        text(&hex(m.id)),
+                        text(&m.client_addr),
+                        text(&m.peer_addr),
+                        text(&health),
+                        text(&format!("{:?}", m.status).to_lowercase()),
+                        Reply::Int(i64::from(m.weight)),
+                        Reply::Int(counts.get(&m.id).copied().unwrap_or(0) as i64),
+                    ])
+                })
+                .collect(),
+        ),
+        DynamoCmd::Join(addr) => {
+            if addr.parse::<std::net::SocketAddr>().is_err() {
+                return Ok(Reply::err("DYNAMO JOIN needs host:peer-port (an IP address and port)"));
+            }
+            match node.gossip_with_addr(&addr).await {
+                Ok(_) => Reply::Ok,
+                Err(error) => Reply::err(format!("cannot join through {addr}: {error}")),
+            }
+        }
+        DynamoCmd::Leave | DynamoCmd::Remove(_) => Reply::err(
+            "LEAVE and REMOVE move partitions between nodes and are not available yet (they come with partition transfer)",
+        ),
+        DynamoCmd::LocalGet(_) => Reply::err("unreachable"),
     })
 }

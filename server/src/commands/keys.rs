@@ -123,12 +123,13 @@ pub async fn persist(state: &ServerState, key: &[u8], now: u64) -> CommandResult
     Ok(Reply::Int(i64::from(changed)))
 }
 
-/// `KEYS pattern`: every live key of this node that matches.
-pub fn keys(state: &ServerState, pattern: &[u8], now: u64) -> CommandResult {
+/// `KEYS pattern`: every live key that matches (on a cluster, the keys of
+/// every node, each judged on the merge of the replicas' states).
+pub async fn keys(state: &ServerState, pattern: &[u8], now: u64) -> CommandResult {
     let mut out = Vec::new();
     let mut cursor = 0;
     loop {
-        let (batch, next) = state.coordinator.scan(cursor, 1024)?;
+        let (batch, next) = state.coordinator.cluster_scan(cursor, 1024).await?;
         for (key, siblings) in batch {
             if live_value(&siblings, now).is_some() && glob::matches(pattern, &key) {
                 out.push(Reply::Bulk(key));
@@ -143,8 +144,11 @@ pub fn keys(state: &ServerState, pattern: &[u8], now: u64) -> CommandResult {
 
 /// `SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]`; the cursor is a
 /// ring position, so iteration survives writes between calls.
-pub fn scan(state: &ServerState, cmd: ScanCmd, now: u64) -> CommandResult {
-    let (batch, next) = state.coordinator.scan(cmd.cursor, cmd.count)?;
+pub async fn scan(state: &ServerState, cmd: ScanCmd, now: u64) -> CommandResult {
+    let (batch, next) = state
+        .coordinator
+        .cluster_scan(cmd.cursor, cmd.count)
+        .await?;
     let wants_strings = cmd.type_filter.as_deref().is_none_or(|t| t == "string");
     let keys = batch
         .into_iter()
@@ -162,13 +166,13 @@ pub fn scan(state: &ServerState, cmd: ScanCmd, now: u64) -> CommandResult {
 }
 
 /// `RANDOMKEY`: the first live key at or after a random ring position.
-pub fn randomkey(state: &ServerState, now: u64) -> CommandResult {
+pub async fn randomkey(state: &ServerState, now: u64) -> CommandResult {
     let start = fastrand::u64(..);
     for cursor in [start, 0] {
         let mut cursor = cursor;
         // Bounded: at most a few batches from each starting point.
         for _ in 0..8 {
-            let (batch, next) = state.coordinator.scan(cursor, 64)?;
+            let (batch, next) = state.coordinator.cluster_scan(cursor, 64).await?;
             if let Some((key, _)) = batch
                 .into_iter()
                 .find(|(_, s)| live_value(s, now).is_some())

@@ -27,9 +27,13 @@ pub async fn execute(state: &ServerState, command: Command, now: u64) -> Reply {
         Command::Info(sections) => Ok(admin::info(state, &sections)),
         Command::Config(cmd) => Ok(admin::config(state, cmd)),
         Command::Command(cmd) => Ok(admin::command(cmd)),
-        Command::DbSize => Ok(Reply::Int(state.coordinator.stored_keys() as i64)),
-        Command::FlushAll => state.coordinator.clear().map(|_| Reply::Ok),
-        Command::Dynamo(cmd) => dynamo::admin(state, cmd, now),
+        Command::DbSize => state
+            .coordinator
+            .db_size()
+            .await
+            .map(|n| Reply::Int(n as i64)),
+        Command::FlushAll => state.coordinator.flush_all().await.map(|_| Reply::Ok),
+        Command::Dynamo(cmd) => dynamo::admin(state, cmd, now).await,
         Command::DGet(key) => dynamo::dget(state, &key, now).await,
         Command::DPut {
             key,
@@ -65,9 +69,9 @@ pub async fn execute(state: &ServerState, command: Command, now: u64) -> Reply {
         Command::Ttl { key, millis } => keys::ttl(state, &key, millis, now).await,
         Command::ExpireTime { key, millis } => keys::expiretime(state, &key, millis, now).await,
         Command::Persist(key) => keys::persist(state, &key, now).await,
-        Command::Keys(pattern) => keys::keys(state, &pattern, now),
-        Command::Scan(cmd) => keys::scan(state, cmd, now),
-        Command::RandomKey => keys::randomkey(state, now),
+        Command::Keys(pattern) => keys::keys(state, &pattern, now).await,
+        Command::Scan(cmd) => keys::scan(state, cmd, now).await,
+        Command::RandomKey => keys::randomkey(state, now).await,
         // Connection and transaction commands are the session's.
         _ => Ok(Reply::err("command cannot run here")),
     };
@@ -77,7 +81,9 @@ pub async fn execute(state: &ServerState, command: Command, now: u64) -> Reply {
 /// The reply for a coordinator error.
 pub fn cluster_error(error: &ClusterError) -> Reply {
     match error {
-        ClusterError::Unavailable { .. } => Reply::Error(error.to_string()),
+        ClusterError::Unavailable { .. } => Reply::Error(format!(
+            "{error} (a write may still have reached the replicas that acknowledged)"
+        )),
         other => Reply::err(other),
     }
 }

@@ -34,6 +34,18 @@ pub async fn set(state: &ServerState, cmd: SetCmd, now: u64) -> CommandResult {
     if let Err(reply) = check_sizes(state, &cmd.key, Some(&cmd.value)) {
         return Ok(reply);
     }
+    if cmd.is_plain() {
+        // Needs no read: the coordinating owner supersedes what it holds.
+        let expires_at = cmd.expiry.map(|e| absolute_ms(e, now));
+        let mut write = Write::value(Default::default(), cmd.value, expires_at);
+        write.supersede_known = true;
+        state.coordinator.put(&cmd.key, write, now).await?;
+        return Ok(if cmd.reply_as_int {
+            Reply::Int(1)
+        } else {
+            Reply::Ok
+        });
+    }
     let (applied, previous) = state
         .coordinator
         .update(&cmd.key, now, |siblings| {
@@ -188,8 +200,8 @@ async fn modify_value(
     state: &ServerState,
     key: &[u8],
     now: u64,
-    change: impl FnOnce(Option<&Bytes>) -> Result<Bytes, Reply>,
-    reply: impl FnOnce(&Bytes) -> Reply,
+    change: impl FnOnce(Option<&Bytes>) -> Result<Bytes, Reply> + Send,
+    reply: impl FnOnce(&Bytes) -> Reply + Send,
 ) -> CommandResult {
     if let Err(reply) = check_sizes(state, key, None) {
         return Ok(reply);

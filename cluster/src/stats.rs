@@ -1,4 +1,4 @@
-//! Counters the coordinator keeps for INFO.
+//! Counters the replica and coordinator keep for INFO.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -19,6 +19,16 @@ pub struct CoordinatorStats {
     pub keys_collected: AtomicU64,
     /// Expired versions removed by the background purge.
     pub expired_purged: AtomicU64,
+    /// Remote states merged into this replica that changed it.
+    pub merges: AtomicU64,
+    /// Repairs sent after a read found a replica stale or missing the key.
+    pub read_repairs: AtomicU64,
+    /// Writes this node sent to an owner of the key to coordinate.
+    pub writes_forwarded: AtomicU64,
+    /// Writes this node coordinated for another node.
+    pub writes_coordinated_for_peers: AtomicU64,
+    /// Requests answered with UNAVAILABLE (quorum not reached).
+    pub quorum_failures: AtomicU64,
 }
 
 impl CoordinatorStats {

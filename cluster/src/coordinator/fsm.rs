@@ -1,0 +1,461 @@
+//! Quorum reads and writes as state machines (the paper's sections 4.5, 5).
+//!
+//! # The idea
+//!
+//! A coordinated request is a value fed events: replica answers and one
+//! timeout. Each call returns what to do next as [`FsmOutput`]s (send this
+//! request to that node, reply to the client with this result). The runtime
+//! sends the messages over TCP and calls back with the answers; tests call the
+//! same methods by hand and can drop, delay, duplicate and reorder answers at
+//! will. No sockets, clocks or tasks in here.
+//!
+//! - [`GetFsm`]: ask every target for its state of the key; once R have
+//!   answered, reply with the merge of what they sent (the sibling set DGET
+//!   returns). Keep collecting late answers until all targets answered or the
+//!   timeout fires, then send the final merge to every replica whose state
+//!   differed from it (read repair). Merging is a join, so a repair can only
+//!   add what the replica missed.
+//! - [`PutFsm`]: the coordinator has already applied the write locally (with
+//!   a fresh dot) and counts as the first acknowledgement; send the resulting
+//!   sibling set to the other targets to merge, and reply once W
+//!   acknowledgements are in.
+//!
+//! Either machine replies `Unavailable { needed, got }` as soon as the quorum
+//! can no longer be reached (too many failures) or when the timeout fires
+//! first. A failed write may still have reached some replicas; the error says
+//! how many acknowledged it.
+//!
+//! CAVEATS:
+//! - Answers from nodes that are not targets, and second answers from one
+//!   node, are ignored, so duplicated or misrouted messages are harmless.
+
+use bytes::Bytes;
+
+use super::ClusterError;
+use crate::{
+    version::{NodeId, Siblings},
+    wire::Request,
+};
+
+/// A replica's answer as the state machines see it.
+#[derive(Debug, Clone)]
+pub enum ReplicaAnswer {
+    /// The replica's stored state of the key.
+    State(Siblings),
+    /// The replica merged and stored what it was sent.
+    Stored,
+    /// The replica could not be reached or failed the request.
+    Failed,
+}
+
+/// What the runtime must do next.
+#[derive(Debug)]
+pub enum FsmOutput {
+    /// Send `request` to node `to` and feed its answer back.
+    Send {
+        /// Destination node.
+        to: NodeId,
+        /// The request.
+        request: Request,
+        /// True for read repairs sent after the reply (for counting).
+        repair: bool,
+    },
+    /// Answer the client; emitted exactly once per request.
+    Reply(Result<Siblings, ClusterError>),
+}
+
+/// A quorum read of one key.
+#[derive(Debug)]
+pub struct GetFsm {
+    key: Bytes,
+    targets: Vec<NodeId>,
+    r: usize,
+    answered: Vec<(NodeId, Option<Siblings>)>,
+    merged: Siblings,
+    replied: bool,
+    finished: bool,
+}
+
+impl GetFsm {
+    /// Starts a read of `key` from `targets` (distinct nodes) needing `r`
+    /// answers.
+    pub fn start(key: Bytes, targets: Vec<NodeId>, r: usize) -> (GetFsm, Vec<FsmOutput>) {
+        let mut out: Vec<FsmOutput> = targets
+            .iter()
+            .map(|&to| FsmOutput::Send {
+                to,
+                request: Request::Read { key: key.clone() },
+                repair: false,
+            })
+            .collect();
+        let mut fsm = GetFsm {
+            key,
+            targets,
+            r: r.max(1),
+            answered: Vec::new(),
+            merged: Siblings::default(),
+            replied: false,
+            finished: false,
+        };
+        if fsm.targets.len() < fsm.r {
+            out.clear();
+            fsm.reply_unavailable(&mut out);
+            fsm.finished = true;
+        }
+        (fsm, out)
+    }
+
+    /// Whether the machine has nothing more to do.
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    /// Whether the client has been answered.
+    pub fn has_replied(&self) -> bool {
+        self.replied
+    }
+
+    /// Feeds the answer of `from`.
+    pub fn on_answer(&mut self, from: NodeId, answer: ReplicaAnswer) -> Vec<FsmOutput> {
+        let mut out = Vec::new();
+        if self.finished
+            || !self.targets.contains(&from)
+            || self.answered.iter().any(|(n, _)| *n == from)
+        {
+            return out;
+        }
+        match answer {
+            ReplicaAnswer::State(state) => {
+                self.merged.merge(&state);
+                self.answered.push((from, Some(state)));
+            }
+            ReplicaAnswer::Stored | ReplicaAnswer::Failed => self.answered.push((from, None)),
+        }
+        let ok = self.successes();
+        let failed = self.answered.len() - ok;
+        if !self.replied {
+            if ok >= self.r {
+                self.replied = true;
+                out.push(FsmOutput::Reply(Ok(self.merged.clone())));
+            } else if failed > self.targets.len() - self.r {
+                self.reply_unavailable(&mut out);
+            }
+        }
+        if self.answered.len() == self.targets.len() {
+            self.finish(&mut out);
+        }
+        out
+    }
+
+    /// The deadline passed: reply if not done yet, and repair with what came.
+    pub fn on_timeout(&mut self) -> Vec<FsmOutput> {
+        let mut out = Vec::new();
+        if self.finished {
+            return out;
+        }
+        if !self.replied {
+            self.reply_unavailable(&mut out);
+        }
+        self.finish(&mut out);
+        out
+    }
+
+    fn successes(&self) -> usize {
+        self.answered.iter().filter(|(_, s)| s.is_some()).count()
+    }
+
+    fn reply_unavailable(&mut self, out: &mut Vec<FsmOutput>) {
+        self.replied = true;
+        out.push(FsmOutput::Reply(Err(ClusterError::Unavailable {
+            needed: self.r,
+            got: self.successes(),
+        })));
+    }
+
+    fn finish(&mut self, out: &mut Vec<FsmOutput>) {
+        self.finished = true;
+        for (node, state) in &self.answered {
+            let Some(state) = state else { continue };
+            if *state != self.merged {
+                out.push(FsmOutput::Send {
+                    to: *node,
+                    request: Request::Merge {
+                        key: self.key.clone(),
+                        siblings: self.merged.clone(),
+                    },
+                    repair: true,
+                });
+            }
+        }
+    }
+}
+
+/// The replication of one write the coordinator already stored locally.
+#[derive(Debug)]
+pub struct PutFsm {
+    siblings: Siblings,
+    others: Vec<NodeId>,
+    w: usize,
+    acks: usize,
+    answered: Vec<NodeId>,
+    replied: bool,
+}
+
+impl PutFsm {
+    /// Starts replicating `siblings` (the coordinator's state of `key` after
+    /// its local write, which counts as one acknowledgement) to `others`,
+    /// needing `w` acknowledgements in all.
+    pub fn start(
+        key: Bytes,
+        siblings: Siblings,
+        others: Vec<NodeId>,
+        w: usize,
+    ) -> (PutFsm, Vec<FsmOutput>) {
+        let mut out: Vec<FsmOutput> = others
+            .iter()
+            .map(|&to| FsmOutput::Send {
+                to,
+                request: Request::Merge {
+                    key: key.clone(),
+                    siblings: siblings.clone(),
+                },
+                repair: false,
+            })
+            .collect();
+        let mut fsm = PutFsm {
+            siblings,
+            others,
+            w: w.max(1),
+            acks: 1,
+            answered: Vec::new(),
+            replied: false,
+        };
+        fsm.check(&mut out);
+        (fsm, out)
+    }
+
+    /// Whether every other replica answered (or the client was answered and
+    /// nothing more can change).
+    pub fn is_finished(&self) -> bool {
+        self.replied && self.answered.len() == self.others.len()
+    }
+
+    /// Whether the client has been answered.
+    pub fn has_replied(&self) -> bool {
+        self.replied
+    }
+
+    /// Acknowledgements so far (the coordinator's own included).
+    pub fn acks(&self) -> usize {
+        self.acks
+    }
+
+    /// Feeds the answer of `from`.
+    pub fn on_answer(&mut self, from: NodeId, answer: ReplicaAnswer) -> Vec<FsmOutput> {
+        let mut out = Vec::new();
+        if !self.others.contains(&from) || self.answered.contains(&from) {
+            return out;
+        }
+        self.answered.push(from);
+        if matches!(answer, ReplicaAnswer::Stored) {
+            self.acks += 1;
+        }
+        self.check(&mut out);
+        out
+    }
+
+    /// The deadline passed.
+    pub fn on_timeout(&mut self) -> Vec<FsmOutput> {
+        let mut out = Vec::new();
+        if !self.replied {
+            self.replied = true;
+            out.push(FsmOutput::Reply(Err(ClusterError::Unavailable {
+                needed: self.w,
+                got: self.acks,
+            })));
+        }
+        // Nothing more will be counted.
+        self.answered = self.others.clone();
+        out
+    }
+
+    fn check(&mut self, out: &mut Vec<FsmOutput>) {
+        if self.replied {
+            return;
+        }
+        let pending = self.others.len() - self.answered.len();
+        if self.acks >= self.w {
+            self.replied = true;
+            out.push(FsmOutput::Reply(Ok(self.siblings.clone())));
+        } else if self.acks + pending < self.w {
+            self.replied = true;
+            out.push(FsmOutput::Reply(Err(ClusterError::Unavailable {
+                needed: self.w,
+                got: self.acks,
+            })));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::version::{Dot, Version, VersionVector};
+
+    fn state(node: NodeId, counter: u64, value: &str) -> Siblings {
+        let mut s = Siblings::default();
+        s.apply_write(
+            &VersionVector::default(),
+            Version::put(
+                Dot { node, counter },
+                1,
+                None,
+                Bytes::from(value.to_string()),
+            ),
+        );
+        s
+    }
+
+    fn replies(out: &[FsmOutput]) -> Vec<&Result<Siblings, ClusterError>> {
+        out.iter()
+            .filter_map(|o| match o {
+                FsmOutput::Reply(r) => Some(r),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn repairs(out: &[FsmOutput]) -> Vec<NodeId> {
+        out.iter()
+            .filter_map(|o| match o {
+                FsmOutput::Send {
+                    to, repair: true, ..
+                } => Some(*to),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn get_replies_after_r_answers_and_repairs_the_stale_replica_later() {
+        let (mut fsm, out) = GetFsm::start(Bytes::from("k"), vec![1, 2, 3], 2);
+        assert_eq!(out.len(), 3, "one read per target");
+        let fresh = state(9, 1, "v");
+        assert!(fsm
+            .on_answer(2, ReplicaAnswer::State(fresh.clone()))
+            .is_empty());
+        // A duplicate answer and an answer from a stranger change nothing.
+        assert!(fsm
+            .on_answer(2, ReplicaAnswer::State(fresh.clone()))
+            .is_empty());
+        assert!(fsm
+            .on_answer(7, ReplicaAnswer::State(fresh.clone()))
+            .is_empty());
+        let out = fsm.on_answer(1, ReplicaAnswer::State(Siblings::default()));
+        match replies(&out)[..] {
+            [Ok(merged)] => assert_eq!(merged, &fresh),
+            ref other => panic!("expected one Ok reply, got {other:?}"),
+        }
+        assert!(!fsm.is_finished(), "still waiting for node 3");
+        // The late answer is stale too; both stale replicas get the merge.
+        let out = fsm.on_answer(3, ReplicaAnswer::State(Siblings::default()));
+        assert!(replies(&out).is_empty(), "replies exactly once");
+        let mut repaired = repairs(&out);
+        repaired.sort();
+        assert_eq!(repaired, vec![1, 3]);
+        assert!(fsm.is_finished());
+    }
+
+    #[test]
+    fn get_fails_fast_when_the_quorum_is_out_of_reach() {
+        let (mut fsm, _) = GetFsm::start(Bytes::from("k"), vec![1, 2, 3], 2);
+        assert!(fsm.on_answer(1, ReplicaAnswer::Failed).is_empty());
+        let out = fsm.on_answer(3, ReplicaAnswer::Failed);
+        match replies(&out)[..] {
+            [Err(ClusterError::Unavailable { needed: 2, got: 0 })] => {}
+            ref other => panic!("{other:?}"),
+        }
+        // Fewer targets than R: refused at once, nothing sent.
+        let (fsm, out) = GetFsm::start(Bytes::from("k"), vec![1], 2);
+        assert!(fsm.is_finished());
+        assert!(matches!(
+            replies(&out)[..],
+            [Err(ClusterError::Unavailable { needed: 2, got: 0 })]
+        ));
+    }
+
+    #[test]
+    fn get_timeout_replies_with_what_arrived_and_repairs_with_it() {
+        let (mut fsm, _) = GetFsm::start(Bytes::from("k"), vec![1, 2, 3], 2);
+        fsm.on_answer(1, ReplicaAnswer::State(state(9, 1, "v")));
+        let out = fsm.on_timeout();
+        assert!(matches!(
+            replies(&out)[..],
+            [Err(ClusterError::Unavailable { needed: 2, got: 1 })]
+        ));
+        assert!(fsm.is_finished());
+        assert!(fsm.on_timeout().is_empty(), "a second timeout is a no-op");
+    }
+
+    #[test]
+    fn reordered_answers_merge_to_the_same_siblings() {
+        let a = state(1, 1, "a");
+        let b = state(2, 1, "b");
+        let run = |order: [(NodeId, &Siblings); 2]| {
+            let (mut fsm, _) = GetFsm::start(Bytes::from("k"), vec![1, 2, 3], 2);
+            let mut out = Vec::new();
+            for (from, s) in order {
+                out.extend(fsm.on_answer(from, ReplicaAnswer::State(s.clone())));
+            }
+            match out.into_iter().find_map(|o| match o {
+                FsmOutput::Reply(r) => Some(r),
+                _ => None,
+            }) {
+                Some(Ok(merged)) => merged,
+                other => panic!("{other:?}"),
+            }
+        };
+        let ab = run([(1, &a), (2, &b)]);
+        let ba = run([(2, &b), (1, &a)]);
+        assert_eq!(ab, ba);
+        assert_eq!(ab.live(0).count(), 2, "concurrent versions both kept");
+    }
+
+    #[test]
+    fn put_counts_the_coordinator_and_needs_w_minus_one_more() {
+        let stored = state(1, 1, "v");
+        let (mut fsm, out) = PutFsm::start(Bytes::from("k"), stored.clone(), vec![2, 3], 2);
+        assert_eq!(out.len(), 2, "replicated to both others");
+        assert!(replies(&out).is_empty());
+        assert!(fsm.on_answer(2, ReplicaAnswer::Failed).is_empty());
+        let out = fsm.on_answer(3, ReplicaAnswer::Stored);
+        assert!(matches!(replies(&out)[..], [Ok(s)] if *s == stored));
+        assert_eq!(fsm.acks(), 2);
+        assert!(fsm.is_finished());
+
+        // W = 1: acknowledged at once, replication still sent.
+        let (fsm, out) = PutFsm::start(Bytes::from("k"), stored.clone(), vec![2, 3], 1);
+        assert_eq!(replies(&out).len(), 1);
+        assert!(fsm.has_replied() && !fsm.is_finished());
+    }
+
+    #[test]
+    fn put_fails_when_w_cannot_be_reached_or_times_out() {
+        let stored = state(1, 1, "v");
+        let (mut fsm, _) = PutFsm::start(Bytes::from("k"), stored.clone(), vec![2, 3], 3);
+        let out = fsm.on_answer(2, ReplicaAnswer::Failed);
+        assert!(matches!(
+            replies(&out)[..],
+            [Err(ClusterError::Unavailable { needed: 3, got: 1 })]
+        ));
+        let (mut fsm, _) = PutFsm::start(Bytes::from("k"), stored, vec![2, 3], 2);
+        let out = fsm.on_timeout();
+        assert!(matches!(
+            replies(&out)[..],
+            [Err(ClusterError::Unavailable { needed: 2, got: 1 })]
+        ));
+        assert!(fsm.is_finished());
+        // A late acknowledgement after the timeout changes nothing.
+        assert!(fsm.on_answer(3, ReplicaAnswer::Stored).is_empty());
+    }
+}

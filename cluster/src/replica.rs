@@ -1,0 +1,332 @@
+//! One node's replica store: the sibling sets it holds, and the only code that
+//! reads or writes them.
+//!
+//! # The idea
+//!
+//! A replica does three things to a key, each under the key's stripe lock so
+//! two of them never interleave on one key:
+//! - [`Replica::write`]: coordinate a new write here. The caller's `decide`
+//!   sees the current siblings and returns the write; the replica takes a
+//!   fresh dot from the node-wide [`DotCounter`], applies the write with its
+//!   causal context and stores the result.
+//! - [`Replica::merge`]: fold in another replica's state of the key
+//!   (replication, read repair, anti-entropy). Merging is a join, so it never
+//!   drops a concurrent version and is safe to repeat or reorder.
+//! - [`Replica::read`]: return the stored state.
+//!
+//! With a single replica per key (N = 1), a key whose versions are all
+//! tombstones or expired is removed at once: no other replica can hold an
+//! older version the tombstone must suppress. With N > 1 tombstones stay until
+//! the failure-handling work can prove every replica has them.
+//!
+//! CAVEATS:
+//! - Engine calls are synchronous (sled answers in microseconds); with
+//!   `durability = every-write` each write waits for an fsync.
+//! - With periodic durability a crash can lose this node's newest writes while
+//!   the dot lease survives; its later dots then cover the lost ones, and a
+//!   merge can drop their copies on other replicas. Use `every-write` where
+//!   that matters (the paper's section 6.1 trade-off).
+
+use std::sync::{
+    atomic::{AtomicI64, AtomicUsize, Ordering},
+    Arc, Mutex,
+};
+
+use bytes::Bytes;
+
+use crate::{
+    coordinator::{ClusterError, Write},
+    dots::DotCounter,
+    keyspace,
+    stats::CoordinatorStats,
+    storage::Engine,
+    version::{Dot, NodeId, Siblings, Version},
+};
+
+/// Replica settings.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplicaConfig {
+    /// Most versions (values and tombstones) one key may hold.
+    pub max_siblings: usize,
+    /// Remove keys with nothing live at once (only safe when N = 1).
+    pub collect_dead_keys: bool,
+}
+
+const LOCK_STRIPES: usize = 1024;
+const COUNT_PAGE: usize = 1024;
+
+/// This node's store of sibling sets.
+pub struct Replica {
+    engine: Arc<dyn Engine>,
+    dots: DotCounter,
+    stripes: Box<[Mutex<()>]>,
+    collect_dead_keys: bool,
+    max_siblings: AtomicUsize,
+    stats: CoordinatorStats,
+    stored_keys: AtomicI64,
+    value_keys: AtomicI64,
+}
+
+impl Replica {
+    /// Opens the replica over `engine`: loads the node id and counts the
+    /// stored keys (once, at start; proportional to the data).
+    pub fn open(engine: Arc<dyn Engine>, config: ReplicaConfig) -> Result<Replica, ClusterError> {
+        let dots = DotCounter::open(engine.clone())?;
+        let replica = Replica {
+            engine,
+            dots,
+            stripes: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+            collect_dead_keys: config.collect_dead_keys,
+            max_siblings: AtomicUsize::new(config.max_siblings),
+            stats: CoordinatorStats::default(),
+            stored_keys: AtomicI64::new(0),
+            value_keys: AtomicI64::new(0),
+        };
+        replica.count_keys()?;
+        Ok(replica)
+    }
+
+    fn count_keys(&self) -> Result<(), ClusterError> {
+        let (mut stored, mut valued) = (0, 0);
+        let mut cursor = Vec::new();
+        loop {
+            let page = self.engine.scan_from(&cursor, COUNT_PAGE)?;
+            for (skey, raw) in &page {
+                stored += 1;
+                valued += i64::from(has_value(&Siblings::decode(raw)?));
+                cursor = skey.clone();
+                cursor.push(0);
+            }
+            if page.len() < COUNT_PAGE {
+                break;
+            }
+        }
+        self.stored_keys.store(stored, Ordering::Relaxed);
+        self.value_keys.store(valued, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The id this node's dots carry.
+    pub fn node_id(&self) -> NodeId {
+        self.dots.node_id()
+    }
+
+    /// The current `max-siblings`.
+    pub fn max_siblings(&self) -> usize {
+        self.max_siblings.load(Ordering::Relaxed)
+    }
+
+    /// Changes `max-siblings` at run time (CONFIG SET).
+    pub fn set_max_siblings(&self, max: usize) {
+        self.max_siblings.store(max, Ordering::Relaxed);
+    }
+
+    /// Counters for INFO.
+    pub fn stats(&self) -> &CoordinatorStats {
+        &self.stats
+    }
+
+    /// The storage engine (for INFO and shutdown).
+    pub fn engine(&self) -> &Arc<dyn Engine> {
+        &self.engine
+    }
+
+    /// Keys held here (tombstoned and expired ones not yet removed included).
+    pub fn stored_keys(&self) -> u64 {
+        self.stored_keys.load(Ordering::Relaxed).max(0) as u64
+    }
+
+    /// Keys held here with at least one value version (expired ones not yet
+    /// purged included, as Redis's DBSIZE counts them).
+    pub fn value_keys(&self) -> u64 {
+        self.value_keys.load(Ordering::Relaxed).max(0) as u64
+    }
+
+    /// The stored state of `key` (empty if none).
+    pub fn read(&self, key: &[u8]) -> Result<Siblings, ClusterError> {
+        self.load(&keyspace::storage_key(key))
+    }
+
+    /// Coordinates a write of `key` on this replica: `decide` sees the stored
+    /// siblings and returns the write (if any) and a result for the caller.
+    /// Returns that result and the stored state after the write (`None` when
+    /// nothing was written).
+    pub fn write<R>(
+        &self,
+        key: &[u8],
+        now_ms: u64,
+        decide: impl FnOnce(&Siblings) -> (Option<Write>, R),
+    ) -> Result<(R, Option<Siblings>), ClusterError> {
+        let skey = keyspace::storage_key(key);
+        let _guard = self.lock(&skey);
+        let current = self.load(&skey)?;
+        let (write, result) = decide(&current);
+        let Some(mut write) = write else {
+            return Ok((result, None));
+        };
+        // A context can only cover dots of this node that it already issued;
+        // a higher one is forged or corrupt, and would make the new write
+        // born superseded.
+        if write.context.get(self.node_id()) >= self.dots.peek_next() {
+            return Err(ClusterError::InvalidContext);
+        }
+        let dot = self.dots.next_dot()?;
+        let mut context = std::mem::take(&mut write.context);
+        if write.supersede_known {
+            context.join(current.context());
+        }
+        let mut next = current.clone();
+        next.apply_write(&context, version(dot, write, now_ms));
+        let max = self.max_siblings();
+        if next.versions().len() > max {
+            CoordinatorStats::bump(&self.stats.sibling_limit_rejections);
+            return Err(ClusterError::TooManySiblings { max });
+        }
+        self.stats.record_siblings(next.live(now_ms).count());
+        CoordinatorStats::bump(&self.stats.writes);
+        self.store(&skey, &current, &next, now_ms)?;
+        Ok((result, Some(next)))
+    }
+
+    /// Merges another replica's state of `key` into the stored one; returns
+    /// whether anything changed.
+    pub fn merge(&self, key: &[u8], remote: &Siblings, now_ms: u64) -> Result<bool, ClusterError> {
+        let skey = keyspace::storage_key(key);
+        let _guard = self.lock(&skey);
+        let current = self.load(&skey)?;
+        let mut next = current.clone();
+        next.merge(remote);
+        if next == current {
+            return Ok(false);
+        }
+        CoordinatorStats::bump(&self.stats.merges);
+        self.store(&skey, &current, &next, now_ms)?;
+        Ok(true)
+    }
+
+    fn lock(&self, skey: &[u8]) -> std::sync::MutexGuard<'_, ()> {
+        let position = keyspace::split_storage_key(skey).map_or(0, |(p, _)| p);
+        let stripe = &self.stripes[(position % LOCK_STRIPES as u64) as usize];
+        stripe
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn load(&self, skey: &[u8]) -> Result<Siblings, ClusterError> {
+        match self.engine.get(skey)? {
+            Some(raw) => Ok(Siblings::decode(&raw)?),
+            None => Ok(Siblings::default()),
+        }
+    }
+
+    /// Stores `next` (or removes the key when nothing live is left and this
+    /// is the only replica), keeping the key counters in step.
+    fn store(
+        &self,
+        skey: &[u8],
+        before: &Siblings,
+        next: &Siblings,
+        now_ms: u64,
+    ) -> Result<(), ClusterError> {
+        let existed = !before.is_empty();
+        let collect = self.collect_dead_keys && next.live(now_ms).next().is_none();
+        let valued_delta = if collect {
+            -i64::from(has_value(before))
+        } else {
+            i64::from(has_value(next)) - i64::from(has_value(before))
+        };
+        if collect {
+            if existed {
+                self.engine.delete(skey)?;
+                self.stored_keys.fetch_sub(1, Ordering::Relaxed);
+                CoordinatorStats::bump(&self.stats.keys_collected);
+            }
+        } else {
+            self.engine.put(skey, &next.encode())?;
+            if !existed {
+                self.stored_keys.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.value_keys.fetch_add(valued_delta, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Up to `count` keys at or after ring position `cursor`, with their
+    /// siblings, and the cursor to continue from (0 when the scan is done).
+    pub fn scan(
+        &self,
+        cursor: u64,
+        count: usize,
+    ) -> Result<(Vec<(Bytes, Siblings)>, u64), ClusterError> {
+        let entries = self
+            .engine
+            .scan_from(&keyspace::position_start(cursor), count.max(1))?;
+        let mut next = 0;
+        let mut out = Vec::with_capacity(entries.len());
+        for (skey, raw) in &entries {
+            let Some((position, key)) = keyspace::split_storage_key(skey) else {
+                continue;
+            };
+            next = position.wrapping_add(1);
+            out.push((Bytes::copy_from_slice(key), Siblings::decode(raw)?));
+        }
+        if entries.len() < count.max(1) {
+            next = 0;
+        }
+        Ok((out, next))
+    }
+
+    /// Removes expired versions from up to `batch` keys starting at `cursor`;
+    /// returns where to continue (0: wrapped around).
+    pub fn purge_expired_step(
+        &self,
+        cursor: u64,
+        batch: usize,
+        now_ms: u64,
+    ) -> Result<u64, ClusterError> {
+        let (entries, next) = self.scan(cursor, batch)?;
+        for (key, siblings) in entries {
+            if !siblings.versions().iter().any(|v| v.is_expired(now_ms)) {
+                continue;
+            }
+            let skey = keyspace::storage_key(&key);
+            let _guard = self.lock(&skey);
+            let current = self.load(&skey)?;
+            let mut next_state = current.clone();
+            let purged = next_state.purge_expired(now_ms);
+            if purged > 0 {
+                self.stats
+                    .expired_purged
+                    .fetch_add(purged as u64, Ordering::Relaxed);
+                self.store(&skey, &current, &next_state, now_ms)?;
+            }
+        }
+        Ok(next)
+    }
+
+    /// Removes every key held here (FLUSHALL).
+    pub fn clear(&self) -> Result<(), ClusterError> {
+        self.engine.clear()?;
+        self.stored_keys.store(0, Ordering::Relaxed);
+        self.value_keys.store(0, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Makes every acknowledged write durable (shutdown).
+    pub fn flush(&self) -> Result<(), ClusterError> {
+        Ok(self.engine.flush()?)
+    }
+}
+
+fn has_value(siblings: &Siblings) -> bool {
+    siblings.versions().iter().any(|v| !v.is_tombstone())
+}
+
+fn version(dot: Dot, write: Write, now_ms: u64) -> Version {
+    Version {
+        dot,
+        timestamp_ms: now_ms,
+        expires_at_ms: write.expires_at_ms,
+        payload: write.payload,
+    }
+}

@@ -1,0 +1,724 @@
+//! A cluster node: membership view, peer links, and the async driver of the
+//! quorum state machines.
+//!
+//! Reads run a [`GetFsm`] over the first N healthy nodes of the key's
+//! preference list from whichever node the client reached. Writes are
+//! coordinated by an owner: if this node is among the key's first N it
+//! applies the write locally (new dot) and runs a [`PutFsm`]; otherwise it
+//! ships the write to the owner that has answered fastest. Answers that come
+//! after the client was answered still feed the read's state machine, which
+//! then repairs stale replicas.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, RwLock},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use futures_util::{stream::FuturesUnordered, StreamExt};
+use tracing::{debug, info, warn};
+
+use super::transport::{Handled, PeerHandler, PeerPool, TransportError};
+use crate::{
+    coordinator::{
+        fsm::{FsmOutput, GetFsm, PutFsm, ReplicaAnswer},
+        ClusterError, Write,
+    },
+    keyspace,
+    membership::ClusterState,
+    replica::Replica,
+    ring::Ring,
+    stats::CoordinatorStats,
+    version::{NodeId, Payload, Siblings},
+    wire::{RemoteError, RemoteWrite, Request, Response},
+};
+
+/// How a node takes part in the cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// Nodes only talk to nodes with the same name.
+    pub cluster_name: String,
+    /// Replicas per key (N).
+    pub n: usize,
+    /// Answers a read waits for (R).
+    pub r: usize,
+    /// Acknowledgements a write waits for (W).
+    pub w: usize,
+    /// Partitions of the ring (Q), a power of two.
+    pub q: usize,
+    /// This node's share of partitions relative to the others.
+    pub weight: u32,
+    /// Address peers reach this node's peer port at.
+    pub peer_addr: String,
+    /// Address clients reach this node at (shown by DYNAMO MEMBERS).
+    pub client_addr: String,
+    /// Peer addresses to gossip with when the membership knows nobody else.
+    pub seeds: Vec<String>,
+    /// How long a coordinator waits for R or W answers.
+    pub request_timeout: Duration,
+    /// Time between gossip rounds.
+    pub gossip_interval: Duration,
+}
+
+/// A snapshot of what routing needs: the ring and where each node listens.
+pub struct View {
+    /// The ring in force.
+    pub ring: Ring,
+    /// Peer address of each known member.
+    pub addrs: HashMap<NodeId, String>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct PeerHealth {
+    down_since_ms: Option<u64>,
+    latency_us: f64,
+}
+
+/// One node of the cluster.
+pub struct Node {
+    config: ClusterConfig,
+    replica: Arc<Replica>,
+    me: NodeId,
+    state: Mutex<ClusterState>,
+    view: RwLock<Arc<View>>,
+    pool: PeerPool,
+    health: Mutex<HashMap<NodeId, PeerHealth>>,
+}
+
+const MEMBERSHIP_KEY: &str = "membership";
+
+impl Node {
+    /// Loads (or creates) this node's membership state and prepares the
+    /// peer pool; nothing is started yet.
+    pub fn open(
+        config: ClusterConfig,
+        replica: Arc<Replica>,
+        pool: PeerPool,
+    ) -> Result<Node, ClusterError> {
+        let me = replica.node_id();
+        let stored = replica.engine().meta_get(MEMBERSHIP_KEY)?;
+        let persisted = stored.and_then(|raw| match ClusterState::decode(&raw) {
+            Ok(state) if state.cluster_name() == config.cluster_name => Some(state),
+            Ok(state) => {
+                warn!(persisted = state.cluster_name(), configured = %config.cluster_name, "stored membership is for another cluster; starting afresh");
+                None
+            }
+            Err(error) => {
+                warn!(%error, "stored membership unreadable; starting afresh");
+                None
+            }
+        });
+        let mut state = persisted.unwrap_or_else(|| {
+            ClusterState::new(&config.cluster_name, self_member(&config, me, 0), config.q)
+        });
+        if state.ring().q() != config.q {
+            warn!(
+                stored_q = state.ring().q(),
+                configured_q = config.q,
+                "q differs from the stored ring; keeping the stored ring"
+            );
+        }
+        let wanted = self_member(&config, me, 0);
+        state.update_member(me, |m| {
+            m.peer_addr = wanted.peer_addr.clone();
+            m.client_addr = wanted.client_addr.clone();
+            m.weight = wanted.weight;
+            m.status = wanted.status;
+        });
+        let node = Node {
+            view: RwLock::new(Arc::new(view_of(&state))),
+            state: Mutex::new(state),
+            config,
+            replica,
+            me,
+            pool,
+            health: Mutex::new(HashMap::new()),
+        };
+        node.persist();
+        Ok(node)
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.me
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> &ClusterConfig {
+        &self.config
+    }
+
+    /// The local replica.
+    pub fn replica(&self) -> &Arc<Replica> {
+        &self.replica
+    }
+
+    /// The current routing view.
+    pub fn view(&self) -> Arc<View> {
+        self.view.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// A copy of the membership state.
+    pub fn cluster_state(&self) -> ClusterState {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Whether this node currently considers `node` reachable, and since
+    /// when (ms) it has been down if not.
+    pub fn down_since(&self, node: NodeId) -> Option<u64> {
+        let health = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        health.get(&node).and_then(|h| h.down_since_ms)
+    }
+
+    fn is_up(&self, node: NodeId) -> bool {
+        node == self.me || self.down_since(node).is_none()
+    }
+
+    fn note_success(&self, node: NodeId, elapsed: Duration) {
+        let mut health = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = health.entry(node).or_default();
+        if entry.down_since_ms.take().is_some() {
+            info!(node = format!("{node:016x}"), "peer is up");
+        }
+        let sample = elapsed.as_secs_f64() * 1e6;
+        entry.latency_us = if entry.latency_us == 0.0 {
+            sample
+        } else {
+            entry.latency_us * 0.9 + sample * 0.1
+        };
+    }
+
+    fn note_failure(&self, node: NodeId, error: &TransportError) {
+        let mut health = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = health.entry(node).or_default();
+        if entry.down_since_ms.is_none() {
+            warn!(node = format!("{node:016x}"), %error, "peer marked down");
+            entry.down_since_ms = Some(super::now_ms());
+        }
+    }
+
+    /// The first N healthy nodes of `key`'s preference list (this node is
+    /// always healthy to itself).
+    pub fn targets(&self, key: &[u8]) -> Vec<NodeId> {
+        let view = self.view();
+        let position = keyspace::ring_position(key);
+        view.ring
+            .preference_list(position)
+            .into_iter()
+            .filter(|n| self.is_up(*n))
+            .take(self.config.n)
+            .collect()
+    }
+
+    /// Sends `request` to `node` (locally when it is this node).
+    pub async fn call(&self, node: NodeId, request: Request) -> Result<Response, TransportError> {
+        if node == self.me {
+            return Ok(self.handle_now(request));
+        }
+        let Some(addr) = self.view().addrs.get(&node).cloned() else {
+            return Err(TransportError::Unreachable(format!("{node:016x}")));
+        };
+        let started = std::time::Instant::now();
+        let result = self
+            .pool
+            .call(&addr, request, self.config.request_timeout)
+            .await;
+        match &result {
+            Ok(_) => self.note_success(node, started.elapsed()),
+            Err(error) => self.note_failure(node, error),
+        }
+        result
+    }
+
+    /// `get(key)`: the merged sibling set of R replicas.
+    pub async fn get(self: &Arc<Self>, key: &[u8]) -> Result<Siblings, ClusterError> {
+        CoordinatorStats::bump(&self.replica.stats().reads);
+        let targets = self.targets(key);
+        if targets == [self.me] && self.config.r <= 1 {
+            return self.replica.read(key);
+        }
+        let (fsm, out) = GetFsm::start(Bytes::copy_from_slice(key), targets, self.config.r);
+        self.drive(Quorum::Get(fsm), out).await
+    }
+
+    /// Writes `write` to `key`: coordinated here when this node is an owner,
+    /// otherwise by the owner that answers fastest.
+    pub async fn put(
+        self: &Arc<Self>,
+        key: &[u8],
+        write: Write,
+        now_ms: u64,
+    ) -> Result<Siblings, ClusterError> {
+        let targets = self.targets(key);
+        if targets.contains(&self.me) {
+            let (_, stored) = self.replica.write(key, now_ms, |_| (Some(write), ()))?;
+            let stored = stored.expect("a write was decided");
+            return self.replicate(key, stored, &targets).await;
+        }
+        self.forward(key, write, &targets).await
+    }
+
+    /// Read-modify-write: on an owner, `decide` sees the local state; on any
+    /// other node it sees a quorum read, and the write goes to an owner with
+    /// the read's context. Not isolated across nodes.
+    pub async fn update<R: Send>(
+        self: &Arc<Self>,
+        key: &[u8],
+        now_ms: u64,
+        decide: impl FnOnce(&Siblings) -> (Option<Write>, R) + Send,
+    ) -> Result<R, ClusterError> {
+        let targets = self.targets(key);
+        if targets.contains(&self.me) {
+            let (result, stored) = self.replica.write(key, now_ms, decide)?;
+            if let Some(stored) = stored {
+                self.replicate(key, stored, &targets).await?;
+            }
+            return Ok(result);
+        }
+        let current = self.get(key).await?;
+        let (write, result) = decide(&current);
+        if let Some(write) = write {
+            self.forward(key, write, &targets).await?;
+        }
+        Ok(result)
+    }
+
+    async fn replicate(
+        self: &Arc<Self>,
+        key: &[u8],
+        stored: Siblings,
+        targets: &[NodeId],
+    ) -> Result<Siblings, ClusterError> {
+        let others: Vec<NodeId> = targets.iter().copied().filter(|n| *n != self.me).collect();
+        if others.is_empty() && self.config.w <= 1 {
+            return Ok(stored);
+        }
+        let (fsm, out) = PutFsm::start(Bytes::copy_from_slice(key), stored, others, self.config.w);
+        self.drive(Quorum::Put(fsm), out).await
+    }
+
+    async fn forward(
+        self: &Arc<Self>,
+        key: &[u8],
+        write: Write,
+        targets: &[NodeId],
+    ) -> Result<Siblings, ClusterError> {
+        let Some(owner) = self.fastest(targets) else {
+            return Err(ClusterError::Unavailable {
+                needed: self.config.w,
+                got: 0,
+            });
+        };
+        CoordinatorStats::bump(&self.replica.stats().writes_forwarded);
+        let request = Request::Coordinate {
+            key: Bytes::copy_from_slice(key),
+            write: RemoteWrite {
+                context: write.context,
+                supersede_known: write.supersede_known,
+                value: match write.payload {
+                    Payload::Value(v) => Some(v),
+                    Payload::Tombstone => None,
+                },
+                expires_at_ms: write.expires_at_ms,
+            },
+        };
+        match self.call(owner, request).await {
+            Ok(Response::Coordinated(Ok(siblings))) => Ok(siblings),
+            Ok(Response::Coordinated(Err(error))) => Err(from_remote(error)),
+            Ok(other) => Err(ClusterError::Remote(format!("unexpected answer {other:?}"))),
+            Err(_) => Err(ClusterError::Unavailable {
+                needed: self.config.w,
+                got: 0,
+            }),
+        }
+    }
+
+    fn fastest(&self, targets: &[NodeId]) -> Option<NodeId> {
+        let health = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        targets.iter().copied().min_by(|a, b| {
+            let la = health.get(a).map_or(0.0, |h| h.latency_us);
+            let lb = health.get(b).map_or(0.0, |h| h.latency_us);
+            la.total_cmp(&lb)
+        })
+    }
+
+    /// Runs a quorum state machine until it replies; answers that arrive
+    /// later are collected on a background task (read repair).
+    async fn drive(
+        self: &Arc<Self>,
+        mut fsm: Quorum,
+        first: Vec<FsmOutput>,
+    ) -> Result<Siblings, ClusterError> {
+        let deadline = tokio::time::Instant::now() + self.config.request_timeout;
+        let mut inflight = FuturesUnordered::new();
+        let mut reply = None;
+        let mut queue = first;
+        loop {
+            while let Some(output) = queue.pop() {
+                match output {
+                    FsmOutput::Reply(result) => reply = Some(result),
+                    FsmOutput::Send {
+                        to,
+                        request,
+                        repair,
+                        ..
+                    } if repair => self.send_repair(to, request),
+                    FsmOutput::Send { to, request, .. } if to == self.me => {
+                        let answer = answer_of(Ok(self.handle_now(request)));
+                        queue.extend(fsm.on_answer(to, answer));
+                    }
+                    FsmOutput::Send { to, request, .. } => {
+                        let node = self.clone();
+                        inflight.push(async move { (to, node.call(to, request).await) });
+                    }
+                }
+            }
+            if reply.is_some() || fsm.is_finished() {
+                break;
+            }
+            tokio::select! {
+                Some((from, result)) = inflight.next() => {
+                    queue.extend(fsm.on_answer(from, answer_of(result)));
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    queue.extend(fsm.on_timeout());
+                }
+            }
+        }
+        if !fsm.is_finished() && !inflight.is_empty() {
+            let node = self.clone();
+            tokio::spawn(async move { node.finish(fsm, inflight, deadline).await });
+        }
+        let result = reply.unwrap_or(Err(ClusterError::Unavailable { needed: 0, got: 0 }));
+        if matches!(result, Err(ClusterError::Unavailable { .. })) {
+            CoordinatorStats::bump(&self.replica.stats().quorum_failures);
+        }
+        result
+    }
+
+    async fn finish<S>(
+        self: Arc<Self>,
+        mut fsm: Quorum,
+        mut inflight: S,
+        deadline: tokio::time::Instant,
+    ) where
+        S: futures_util::Stream<Item = (NodeId, Result<Response, TransportError>)> + Unpin,
+    {
+        while !fsm.is_finished() {
+            let outputs = tokio::select! {
+                next = inflight.next() => match next {
+                    Some((from, result)) => fsm.on_answer(from, answer_of(result)),
+                    None => fsm.on_timeout(),
+                },
+                _ = tokio::time::sleep_until(deadline) => fsm.on_timeout(),
+            };
+            for output in outputs {
+                if let FsmOutput::Send { to, request, .. } = output {
+                    self.send_repair(to, request);
+                }
+            }
+        }
+    }
+
+    fn send_repair(self: &Arc<Self>, to: NodeId, request: Request) {
+        CoordinatorStats::bump(&self.replica.stats().read_repairs);
+        let node = self.clone();
+        tokio::spawn(async move {
+            if let Err(error) = node.call(to, request).await {
+                debug!(%error, "read repair not delivered");
+            }
+        });
+    }
+
+    /// Answers the requests that need no waiting.
+    fn handle_now(&self, request: Request) -> Response {
+        let now = super::now_ms();
+        let result = match request {
+            Request::Ping => Ok(Response::Pong),
+            Request::Read { key } => self.replica.read(&key).map(Response::Siblings),
+            Request::Merge { key, siblings } => self
+                .replica
+                .merge(&key, &siblings, now)
+                .map(|_| Response::Ack),
+            Request::Gossip(raw) => Ok(self.receive_gossip(&raw)),
+            Request::Scan { cursor, count } => self
+                .replica
+                .scan(cursor, count.clamp(1, 4096) as usize)
+                .map(|(entries, next)| Response::Page { entries, next }),
+            Request::CountLive => Ok(Response::Count(self.replica.value_keys())),
+            Request::FlushAll => self.replica.clear().map(|_| Response::Ack),
+            Request::Coordinate { .. } => {
+                Ok(Response::Failed("coordinate is not immediate".into()))
+            }
+        };
+        result.unwrap_or_else(|e| Response::Failed(e.to_string()))
+    }
+
+    async fn coordinate(self: Arc<Self>, key: Bytes, write: RemoteWrite) -> Response {
+        CoordinatorStats::bump(&self.replica.stats().writes_coordinated_for_peers);
+        let write = Write {
+            context: write.context,
+            supersede_known: write.supersede_known,
+            payload: match write.value {
+                Some(v) => Payload::Value(v),
+                None => Payload::Tombstone,
+            },
+            expires_at_ms: write.expires_at_ms,
+        };
+        let now = super::now_ms();
+        let targets = self.targets(&key);
+        let result = match self.replica.write(&key, now, |_| (Some(write), ())) {
+            Ok((_, Some(stored))) => self.replicate(&key, stored, &targets).await,
+            Ok((_, None)) => Err(ClusterError::Remote("nothing written".into())),
+            Err(e) => Err(e),
+        };
+        Response::Coordinated(result.map_err(|e| to_remote(&e)))
+    }
+
+    fn receive_gossip(&self, raw: &[u8]) -> Response {
+        match ClusterState::decode(raw) {
+            Ok(theirs) => {
+                self.merge_state(&theirs);
+            }
+            Err(error) => warn!(%error, "unreadable gossip"),
+        }
+        Response::Gossip(Bytes::from(self.cluster_state().encode()))
+    }
+
+    /// Merges a peer's membership state; refreshes the view if it changed.
+    pub fn merge_state(&self, theirs: &ClusterState) -> bool {
+        let changed = {
+            let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            if theirs.cluster_name() != state.cluster_name() {
+                warn!(
+                    theirs = theirs.cluster_name(),
+                    "gossip from another cluster ignored"
+                );
+                return false;
+            }
+            let before = state.ring().version();
+            let changed = state.merge(theirs);
+            if changed {
+                *self.view.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(view_of(&state));
+                if state.ring().version() != before {
+                    info!(
+                        ring_version = state.ring().version(),
+                        members = state.members().len(),
+                        "ring changed"
+                    );
+                }
+            }
+            changed
+        };
+        if changed {
+            self.persist();
+        }
+        changed
+    }
+
+    fn persist(&self) {
+        let raw = self.cluster_state().encode();
+        if let Err(error) = self.replica.engine().meta_put(MEMBERSHIP_KEY, &raw) {
+            warn!(%error, "could not persist the membership");
+        }
+    }
+
+    /// One gossip round: exchange state with a random live member (or a
+    /// seed, sometimes, or when nobody else is known), and probe members
+    /// marked down.
+    pub async fn gossip_round(self: &Arc<Self>) {
+        let view = self.view();
+        let others: Vec<NodeId> = view
+            .addrs
+            .keys()
+            .copied()
+            .filter(|n| *n != self.me && self.member_active(*n))
+            .collect();
+        let up: Vec<NodeId> = others.iter().copied().filter(|n| self.is_up(*n)).collect();
+        if let Some(&peer) = up.get(fastrand::usize(..up.len().max(1))) {
+            self.exchange_with(peer).await;
+        }
+        let seeds: Vec<&String> = self
+            .config
+            .seeds
+            .iter()
+            .filter(|s| **s != self.config.peer_addr)
+            .collect();
+        let seed_chance = 1.0 / (others.len() as f64 + 1.0);
+        if !seeds.is_empty() && (up.is_empty() || fastrand::f64() < seed_chance) {
+            let seed = seeds[fastrand::usize(..seeds.len())].clone();
+            let _ = self.gossip_with_addr(&seed).await;
+        }
+        for node in others.into_iter().filter(|n| !self.is_up(*n)) {
+            let probe = self.clone();
+            tokio::spawn(async move {
+                let _ = probe.call(node, Request::Ping).await;
+            });
+        }
+    }
+
+    fn member_active(&self, node: NodeId) -> bool {
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state
+            .member(node)
+            .is_some_and(|m| m.status != crate::membership::MemberStatus::Removed)
+    }
+
+    async fn exchange_with(self: &Arc<Self>, peer: NodeId) {
+        let raw = Bytes::from(self.cluster_state().encode());
+        if let Ok(Response::Gossip(theirs)) = self.call(peer, Request::Gossip(raw)).await {
+            self.absorb(&theirs);
+        }
+    }
+
+    /// Gossips with the peer at `addr` (a seed, or the target of DYNAMO
+    /// JOIN); returns the number of members known afterwards.
+    pub async fn gossip_with_addr(&self, addr: &str) -> Result<usize, TransportError> {
+        let raw = Bytes::from(self.cluster_state().encode());
+        let answer = self
+            .pool
+            .call(addr, Request::Gossip(raw), self.config.request_timeout)
+            .await?;
+        if let Response::Gossip(theirs) = answer {
+            self.absorb(&theirs);
+        }
+        Ok(self.cluster_state().members().len())
+    }
+
+    fn absorb(&self, raw: &[u8]) {
+        match ClusterState::decode(raw) {
+            Ok(theirs) => {
+                self.merge_state(&theirs);
+            }
+            Err(error) => warn!(%error, "unreadable gossip answer"),
+        }
+    }
+
+    /// Runs gossip rounds forever.
+    pub async fn run_gossip(self: Arc<Self>) {
+        let mut ticker = tokio::time::interval(self.config.gossip_interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            self.gossip_round().await;
+        }
+    }
+
+    /// Active members (not removed), in id order.
+    pub fn active_members(&self) -> Vec<NodeId> {
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state
+            .members()
+            .values()
+            .filter(|m| m.status != crate::membership::MemberStatus::Removed)
+            .map(|m| m.id)
+            .collect()
+    }
+
+    /// Sends `request` to every active member (this one included) and
+    /// returns each answer.
+    pub async fn broadcast(
+        self: &Arc<Self>,
+        request: Request,
+    ) -> Vec<(NodeId, Result<Response, TransportError>)> {
+        let calls = self.active_members().into_iter().map(|node| {
+            let request = request.clone();
+            let this = self.clone();
+            async move { (node, this.call(node, request).await) }
+        });
+        futures_util::future::join_all(calls).await
+    }
+}
+
+impl PeerHandler for Arc<Node> {
+    fn handle(&self, _from: NodeId, request: Request) -> Handled {
+        match request {
+            Request::Coordinate { key, write } => {
+                Handled::Later(Box::pin(self.clone().coordinate(key, write)))
+            }
+            other => Handled::Now(self.handle_now(other)),
+        }
+    }
+}
+
+fn self_member(config: &ClusterConfig, me: NodeId, version: u64) -> crate::membership::Member {
+    crate::membership::Member {
+        id: me,
+        peer_addr: config.peer_addr.clone(),
+        client_addr: config.client_addr.clone(),
+        weight: config.weight,
+        status: crate::membership::MemberStatus::Active,
+        version,
+    }
+}
+
+fn view_of(state: &ClusterState) -> View {
+    View {
+        ring: state.ring().clone(),
+        addrs: state
+            .members()
+            .values()
+            .filter(|m| m.status != crate::membership::MemberStatus::Removed)
+            .map(|m| (m.id, m.peer_addr.clone()))
+            .collect(),
+    }
+}
+
+fn answer_of(result: Result<Response, TransportError>) -> ReplicaAnswer {
+    match result {
+        Ok(Response::Siblings(state)) => ReplicaAnswer::State(state),
+        Ok(Response::Ack) => ReplicaAnswer::Stored,
+        _ => ReplicaAnswer::Failed,
+    }
+}
+
+fn to_remote(error: &ClusterError) -> RemoteError {
+    match error {
+        ClusterError::Unavailable { needed, got } => RemoteError::Unavailable {
+            needed: *needed,
+            got: *got,
+        },
+        ClusterError::InvalidContext => RemoteError::InvalidContext,
+        ClusterError::TooManySiblings { max } => RemoteError::TooManySiblings { max: *max },
+        other => RemoteError::Other(other.to_string()),
+    }
+}
+
+fn from_remote(error: RemoteError) -> ClusterError {
+    match error {
+        RemoteError::Unavailable { needed, got } => ClusterError::Unavailable { needed, got },
+        RemoteError::InvalidContext => ClusterError::InvalidContext,
+        RemoteError::TooManySiblings { max } => ClusterError::TooManySiblings { max },
+        RemoteError::Other(text) => ClusterError::Remote(text),
+    }
+}
+
+/// Either quorum machine, so one driver runs both.
+enum Quorum {
+    Get(GetFsm),
+    Put(PutFsm),
+}
+
+impl Quorum {
+    fn on_answer(&mut self, from: NodeId, answer: ReplicaAnswer) -> Vec<FsmOutput> {
+        match self {
+            Quorum::Get(f) => f.on_answer(from, answer),
+            Quorum::Put(f) => f.on_answer(from, answer),
+        }
+    }
+
+    fn on_timeout(&mut self) -> Vec<FsmOutput> {
+        match self {
+            Quorum::Get(f) => f.on_timeout(),
+            Quorum::Put(f) => f.on_timeout(),
+        }
+    }
+
+    fn is_finished(&self) -> bool {
+        match self {
+            Quorum::Get(f) => f.is_finished(),
+            Quorum::Put(f) => f.is_finished(),
+        }
+    }
+}

@@ -1,0 +1,463 @@
+//! TCP transport for the peer protocol: a pool of outgoing links and the
+//! peer-port listener.
+//!
+//! Each link to a peer address is one TCP connection shared by every request
+//! to that peer: a writer task drains whatever frames are queued into one
+//! write (so a burst of concurrent client requests costs one syscall per
+//! batch, not per request), a reader task routes responses to their waiting
+//! callers by request id. A failed connection fails its in-flight requests at
+//! once; new requests reconnect with exponential backoff, failing fast in
+//! between so a dead peer never makes a client wait for a TCP timeout.
+//!
+//! The listener side checks the handshake, then answers requests through a
+//! [`PeerHandler`]: cheap ones (replica reads and merges) inline in the
+//! reading task, so their answers batch the same way; slow ones on their own
+//! task. Malformed, oversized or unexpected frames close the connection with a
+//! log line.
+
+use std::{
+    collections::HashMap,
+    future::Future,
+    io,
+    pin::Pin,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+    time::{Duration, Instant},
+};
+
+use futures_util::StreamExt;
+use thiserror::Error;
+use tokio::{
+    io::AsyncWriteExt,
+    net::{
+        tcp::{OwnedReadHalf, OwnedWriteHalf},
+        TcpListener, TcpStream,
+    },
+    sync::{mpsc, oneshot},
+};
+use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
+use tracing::{debug, info, warn};
+
+use crate::{
+    version::NodeId,
+    wire::{Frame, Request, Response, MAX_HANDSHAKE_BYTES, PROTOCOL_VERSION},
+};
+
+/// Why a request to a peer got no answer.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum TransportError {
+    /// The peer is in backoff after a failed connection.
+    #[error("peer {0} is unreachable")]
+    Unreachable(String),
+    /// The connection broke before the answer came.
+    #[error("connection to {0} lost")]
+    Disconnected(String),
+    /// No answer within the deadline.
+    #[error("peer {0} timed out")]
+    Timeout(String),
+    /// The peer refused the handshake.
+    #[error("peer {0} refused the connection: {1}")]
+    Refused(String, String),
+}
+
+/// Largest batch of frames written with one syscall.
+const MAX_BATCH_BYTES: usize = 256 * 1024;
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// How this node introduces itself on the peer protocol.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// This node's id.
+    pub node_id: NodeId,
+    /// The cluster name both sides must share.
+    pub cluster_name: String,
+    /// Largest frame accepted after the handshake.
+    pub max_frame_bytes: usize,
+}
+
+fn codec(max_frame_bytes: usize) -> LengthDelimitedCodec {
+    LengthDelimitedCodec::builder()
+        .length_field_length(4)
+        .max_frame_length(max_frame_bytes)
+        .new_codec()
+}
+
+type Pending = Mutex<HashMap<u64, oneshot::Sender<Response>>>;
+
+/// One live connection to a peer.
+struct Connection {
+    outgoing: mpsc::UnboundedSender<Frame>,
+    pending: Pending,
+    next_id: AtomicU64,
+    alive: AtomicBool,
+}
+
+impl Connection {
+    fn fail_all(&self) {
+        self.alive.store(false, Ordering::Release);
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+}
+
+/// The link to one peer address: the current connection and the backoff.
+struct Link {
+    addr: String,
+    current: Mutex<Option<Arc<Connection>>>,
+    connecting: tokio::sync::Mutex<()>,
+    backoff: Mutex<(Option<Instant>, Duration)>,
+}
+
+/// Outgoing connections to peers, keyed by address.
+pub struct PeerPool {
+    identity: Identity,
+    links: Mutex<HashMap<String, Arc<Link>>>,
+}
+
+impl PeerPool {
+    /// A pool that introduces itself as `identity`.
+    pub fn new(identity: Identity) -> PeerPool {
+        PeerPool {
+            identity,
+            links: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn link(&self, addr: &str) -> Arc<Link> {
+        let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
+        links
+            .entry(addr.to_string())
+            .or_insert_with(|| {
+                Arc::new(Link {
+                    addr: addr.to_string(),
+                    current: Mutex::new(None),
+                    connecting: tokio::sync::Mutex::new(()),
+                    backoff: Mutex::new((None, BACKOFF_MIN)),
+                })
+            })
+            .clone()
+    }
+
+    /// Sends `request` to the peer at `addr` and waits up to `timeout` for
+    /// the answer.
+    pub async fn call(
+        &self,
+        addr: &str,
+        request: Request,
+        timeout: Duration,
+    ) -> Result<Response, TransportError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let link = self.link(addr);
+        let connection = match tokio::time::timeout_at(deadline, self.connection(&link)).await {
+            Ok(result) => result?,
+            Err(_) => return Err(TransportError::Timeout(addr.to_string())),
+        };
+        let id = connection.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        connection
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, tx);
+        if connection
+            .outgoing
+            .send(Frame::Request { id, body: request })
+            .is_err()
+        {
+            connection.fail_all();
+            return Err(TransportError::Disconnected(addr.to_string()));
+        }
+        match tokio::time::timeout_at(deadline, rx).await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(_)) => Err(TransportError::Disconnected(addr.to_string())),
+            Err(_) => {
+                connection
+                    .pending
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&id);
+                Err(TransportError::Timeout(addr.to_string()))
+            }
+        }
+    }
+
+    async fn connection(&self, link: &Arc<Link>) -> Result<Arc<Connection>, TransportError> {
+        if let Some(c) = link.live() {
+            return Ok(c);
+        }
+        let _connecting = link.connecting.lock().await;
+        if let Some(c) = link.live() {
+            return Ok(c);
+        }
+        {
+            let backoff = link.backoff.lock().unwrap_or_else(|p| p.into_inner());
+            if backoff.0.is_some_and(|retry_at| Instant::now() < retry_at) {
+                return Err(TransportError::Unreachable(link.addr.clone()));
+            }
+        }
+        match connect(&link.addr, &self.identity).await {
+            Ok(connection) => {
+                *link.backoff.lock().unwrap_or_else(|p| p.into_inner()) = (None, BACKOFF_MIN);
+                *link.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(connection.clone());
+                Ok(connection)
+            }
+            Err(error) => {
+                let mut backoff = link.backoff.lock().unwrap_or_else(|p| p.into_inner());
+                let delay = backoff.1;
+                *backoff = (Some(Instant::now() + delay), (delay * 2).min(BACKOFF_MAX));
+                debug!(peer = %link.addr, %error, retry_in_ms = delay.as_millis() as u64, "peer connection failed");
+                Err(error)
+            }
+        }
+    }
+}
+
+impl Link {
+    fn live(&self) -> Option<Arc<Connection>> {
+        let current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        current
+            .as_ref()
+            .filter(|c| c.alive.load(Ordering::Acquire))
+            .cloned()
+    }
+}
+
+async fn connect(addr: &str, identity: &Identity) -> Result<Arc<Connection>, TransportError> {
+    let unreachable = |_| TransportError::Unreachable(addr.to_string());
+    let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+        .await
+        .map_err(|_| TransportError::Timeout(addr.to_string()))?
+        .map_err(unreachable)?;
+    stream.set_nodelay(true).map_err(unreachable)?;
+    let (read_half, mut write_half) = stream.into_split();
+    let hello = Frame::Hello {
+        protocol: PROTOCOL_VERSION,
+        cluster_name: identity.cluster_name.clone(),
+        node_id: identity.node_id,
+    };
+    let mut buf = Vec::new();
+    hello
+        .encode_into(&mut buf)
+        .map_err(|_| TransportError::Disconnected(addr.to_string()))?;
+    write_half.write_all(&buf).await.map_err(unreachable)?;
+    let mut reader = FramedRead::new(read_half, codec(MAX_HANDSHAKE_BYTES));
+    let answer = tokio::time::timeout(CONNECT_TIMEOUT, reader.next())
+        .await
+        .map_err(|_| TransportError::Timeout(addr.to_string()))?;
+    match answer.map(|r| r.map(|bytes| Frame::decode(&bytes))) {
+        Some(Ok(Ok(Frame::Welcome { node_id }))) => {
+            debug!(peer = %addr, peer_id = format!("{node_id:016x}"), "peer connected");
+        }
+        Some(Ok(Ok(Frame::Refused { reason }))) => {
+            warn!(peer = %addr, %reason, "peer refused the handshake");
+            return Err(TransportError::Refused(addr.to_string(), reason));
+        }
+        _ => return Err(TransportError::Disconnected(addr.to_string())),
+    }
+    reader
+        .decoder_mut()
+        .set_max_frame_length(identity.max_frame_bytes);
+    let (outgoing, queue) = mpsc::unbounded_channel();
+    let connection = Arc::new(Connection {
+        outgoing,
+        pending: Mutex::new(HashMap::new()),
+        next_id: AtomicU64::new(1),
+        alive: AtomicBool::new(true),
+    });
+    tokio::spawn(write_frames(queue, write_half, Some(connection.clone())));
+    tokio::spawn(read_responses(reader, connection.clone(), addr.to_string()));
+    Ok(connection)
+}
+
+/// Writes queued frames, batching whatever is ready into one write.
+async fn write_frames(
+    mut queue: mpsc::UnboundedReceiver<Frame>,
+    mut write_half: OwnedWriteHalf,
+    connection: Option<Arc<Connection>>,
+) {
+    let mut buf = Vec::with_capacity(16 * 1024);
+    while let Some(frame) = queue.recv().await {
+        buf.clear();
+        let mut next = Some(frame);
+        while let Some(frame) = next.take() {
+            if let Err(error) = frame.encode_into(&mut buf) {
+                warn!(%error, "could not encode a peer frame");
+            }
+            if buf.len() < MAX_BATCH_BYTES {
+                next = queue.try_recv().ok();
+            }
+        }
+        if write_half.write_all(&buf).await.is_err() {
+            break;
+        }
+    }
+    if let Some(connection) = connection {
+        connection.fail_all();
+    }
+}
+
+async fn read_responses(
+    mut reader: FramedRead<OwnedReadHalf, LengthDelimitedCodec>,
+    connection: Arc<Connection>,
+    addr: String,
+) {
+    while let Some(item) = reader.next().await {
+        let frame = match item.map(|bytes| Frame::decode(&bytes)) {
+            Ok(Ok(frame)) => frame,
+            Ok(Err(error)) => {
+                warn!(peer = %addr, %error, "malformed frame from peer; closing");
+                break;
+            }
+            Err(error) => {
+                warn!(peer = %addr, %error, "peer stream error; closing");
+                break;
+            }
+        };
+        let Frame::Response { id, body } = frame else {
+            warn!(peer = %addr, "unexpected frame from peer; closing");
+            break;
+        };
+        let waiter = connection
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+        if let Some(waiter) = waiter {
+            let _ = waiter.send(body);
+        }
+    }
+    connection.fail_all();
+}
+
+/// A boxed future answering a slow request.
+pub type LaterResponse = Pin<Box<dyn Future<Output = Response> + Send>>;
+
+/// How a request is answered.
+pub enum Handled {
+    /// Answered already.
+    Now(Response),
+    /// Answered when the future completes (run on its own task).
+    Later(LaterResponse),
+}
+
+/// Answers peer requests.
+pub trait PeerHandler: Send + Sync + 'static {
+    /// Handles one request from the peer `from`.
+    fn handle(&self, from: NodeId, request: Request) -> Handled;
+}
+
+/// Accepts peer connections on `listener` until the process ends.
+pub async fn serve(listener: TcpListener, identity: Identity, handler: Arc<dyn PeerHandler>) {
+    loop {
+        let (stream, remote) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                warn!(%error, "peer accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let identity = identity.clone();
+        let handler = handler.clone();
+        tokio::spawn(async move {
+            if let Err(error) = serve_connection(stream, &identity, handler).await {
+                debug!(%remote, %error, "peer connection closed");
+            }
+        });
+    }
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    identity: &Identity,
+    handler: Arc<dyn PeerHandler>,
+) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    let remote = stream.peer_addr()?;
+    let (read_half, mut write_half) = stream.into_split();
+    let mut reader = FramedRead::new(read_half, codec(MAX_HANDSHAKE_BYTES));
+    let first = tokio::time::timeout(CONNECT_TIMEOUT, reader.next())
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no handshake"))?;
+    let peer = match first.map(|r| r.map(|bytes| Frame::decode(&bytes))) {
+        Some(Ok(Ok(Frame::Hello {
+            protocol,
+            cluster_name,
+            node_id,
+        }))) => {
+            let refusal = if protocol != PROTOCOL_VERSION {
+                Some(format!(
+                    "protocol version {protocol}, this node speaks {PROTOCOL_VERSION}"
+                ))
+            } else if cluster_name != identity.cluster_name {
+                Some(format!(
+                    "cluster name {cluster_name:?}, this node is in {:?}",
+                    identity.cluster_name
+                ))
+            } else {
+                None
+            };
+            if let Some(reason) = refusal {
+                warn!(%remote, %reason, "refusing peer");
+                let mut buf = Vec::new();
+                let _ = Frame::Refused { reason }.encode_into(&mut buf);
+                let _ = write_half.write_all(&buf).await;
+                return Ok(());
+            }
+            node_id
+        }
+        _ => {
+            warn!(%remote, "peer connection without a valid handshake; closing");
+            return Ok(());
+        }
+    };
+    let mut buf = Vec::new();
+    let _ = Frame::Welcome {
+        node_id: identity.node_id,
+    }
+    .encode_into(&mut buf);
+    write_half.write_all(&buf).await?;
+    reader
+        .decoder_mut()
+        .set_max_frame_length(identity.max_frame_bytes);
+    info!(%remote, peer_id = format!("{peer:016x}"), "peer connected in");
+
+    let (outgoing, queue) = mpsc::unbounded_channel();
+    tokio::spawn(write_frames(queue, write_half, None));
+    while let Some(item) = reader.next().await {
+        let frame = match item.map(|bytes| Frame::decode(&bytes)) {
+            Ok(Ok(frame)) => frame,
+            Ok(Err(error)) => {
+                warn!(%remote, %error, "malformed frame from peer; closing");
+                break;
+            }
+            Err(error) => {
+                warn!(%remote, %error, "peer stream error; closing");
+                break;
+            }
+        };
+        let Frame::Request { id, body } = frame else {
+            warn!(%remote, "unexpected frame from peer; closing");
+            break;
+        };
+        match handler.handle(peer, body) {
+            Handled::Now(body) => {
+                let _ = outgoing.send(Frame::Response { id, body });
+            }
+            Handled::Later(future) => {
+                let outgoing = outgoing.clone();
+                tokio::spawn(async move {
+                    let body = future.await;
+                    let _ = outgoing.send(Frame::Response { id, body });
+                });
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,215 @@
+//! The peer protocol: what nodes say to each other on the peer port.
+//!
+//! # The idea
+//!
+//! Nodes exchange [`Frame`]s over TCP: each is a 4-byte big-endian length and
+//! then the frame encoded with postcard. A connection opens with a handshake
+//! ([`Frame::Hello`] / [`Frame::Welcome`]) that checks the protocol version and
+//! the cluster name, so two clusters (or two releases that cannot talk) never
+//! mix data. After that the client side sends [`Frame::Request`]s and the
+//! server side answers [`Frame::Response`]s carrying the same request id, in
+//! any order: many requests share one connection, and the sender batches the
+//! frames that are ready into one write (per-operation round trips are what
+//! costs most between nodes).
+//!
+//! Requests are the replica operations of the paper: read a key's sibling set,
+//! merge a sibling set into a replica (replication and read repair), ask an
+//! owner to coordinate a write, gossip the membership, and the whole-cluster
+//! helpers behind KEYS/SCAN/DBSIZE/FLUSHALL.
+//!
+//! CAVEATS:
+//! - Postcard is not self-describing: a new field is a new protocol version.
+//!   [`PROTOCOL_VERSION`] is checked in the handshake for that reason.
+//! - Frame size is bounded by the receiver ([`MAX_HANDSHAKE_BYTES`] before the
+//!   handshake, then the configured limit); an oversized or undecodable frame
+//!   closes the connection.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::version::{NodeId, Siblings, VersionVector};
+
+/// Version of the frame layout and message set; both sides must agree.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// Largest frame accepted before the handshake completed.
+pub const MAX_HANDSHAKE_BYTES: usize = 64 * 1024;
+
+/// Bytes of the length prefix in front of every frame.
+pub const LENGTH_PREFIX_BYTES: usize = 4;
+
+/// One unit on the wire.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Frame {
+    /// First frame of the connecting side.
+    Hello {
+        /// The sender's [`PROTOCOL_VERSION`].
+        protocol: u16,
+        /// The sender's `cluster-name`; must equal the receiver's.
+        cluster_name: String,
+        /// The sender's node id.
+        node_id: NodeId,
+    },
+    /// The accepting side's answer to a compatible `Hello`.
+    Welcome {
+        /// The receiver's node id.
+        node_id: NodeId,
+    },
+    /// The accepting side refuses the connection, and closes it.
+    Refused {
+        /// Why, for the log of the connecting side.
+        reason: String,
+    },
+    /// A request; the answer carries the same `id`.
+    Request {
+        /// Chosen by the sender, unique per connection.
+        id: u64,
+        /// What is asked.
+        body: Request,
+    },
+    /// The answer to the request `id`.
+    Response {
+        /// The request's id.
+        id: u64,
+        /// The answer.
+        body: Response,
+    },
+}
+
+/// A write as the paper's `put(key, context, object)`, shipped to an owner of
+/// the key that coordinates it (creates the dot and replicates it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteWrite {
+    /// The versions this write supersedes.
+    pub context: VersionVector,
+    /// Also supersede whatever the coordinating owner holds (plain SET).
+    pub supersede_known: bool,
+    /// The value, or `None` for a tombstone.
+    pub value: Option<Bytes>,
+    /// Absolute expiry in Unix milliseconds.
+    pub expires_at_ms: Option<u64>,
+}
+
+/// What one node asks another.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Request {
+    /// Liveness probe; answered with [`Response::Pong`].
+    Ping,
+    /// Gossip: the sender's encoded membership state; the receiver merges it
+    /// and answers with its own ([`Response::Gossip`]).
+    Gossip(Bytes),
+    /// A replica's stored sibling set of a key ([`Response::Siblings`]).
+    Read {
+        /// User key.
+        key: Bytes,
+    },
+    /// Merge this sibling set into the replica's (replication, read repair);
+    /// answered with [`Response::Ack`] once stored.
+    Merge {
+        /// User key.
+        key: Bytes,
+        /// The coordinator's state of the key after the write.
+        siblings: Siblings,
+    },
+    /// Coordinate a write as an owner of the key: answered with
+    /// [`Response::Coordinated`].
+    Coordinate {
+        /// User key.
+        key: Bytes,
+        /// The write.
+        write: RemoteWrite,
+    },
+    /// Up to `count` of the receiver's own keys at or after ring position
+    /// `cursor` ([`Response::Page`]).
+    Scan {
+        /// First ring position to visit.
+        cursor: u64,
+        /// Most keys to return.
+        count: u32,
+    },
+    /// The receiver's count of keys with a live value ([`Response::Count`]).
+    CountLive,
+    /// Remove every key the receiver stores ([`Response::Ack`]).
+    FlushAll,
+}
+
+/// Why a remote operation failed, as the coordinator reports it back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Error)]
+pub enum RemoteError {
+    /// The write's quorum was not reached.
+    #[error("UNAVAILABLE needed {needed} replicas, got {got}")]
+    Unavailable {
+        /// Acknowledgements needed (W).
+        needed: usize,
+        /// Acknowledgements received.
+        got: usize,
+    },
+    /// The context was refused.
+    #[error("invalid context")]
+    InvalidContext,
+    /// Sibling cap reached.
+    #[error("too many siblings for this key (max {max})")]
+    TooManySiblings {
+        /// The owner's `max-siblings`.
+        max: usize,
+    },
+    /// Anything else (storage, corrupt data), as text.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// What a node answers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Response {
+    /// Answer to [`Request::Ping`].
+    Pong,
+    /// The receiver's encoded membership state after merging.
+    Gossip(Bytes),
+    /// The replica's sibling set (empty if it holds nothing).
+    Siblings(Siblings),
+    /// Done.
+    Ack,
+    /// Outcome of a coordinated write: the key's siblings afterwards.
+    Coordinated(Result<Siblings, RemoteError>),
+    /// A page of keys with their sibling sets; `next` is 0 when done.
+    Page {
+        /// Keys and their stored states, in ring order.
+        entries: Vec<(Bytes, Siblings)>,
+        /// Where to continue, 0 if the scan wrapped.
+        next: u64,
+    },
+    /// A count.
+    Count(u64),
+    /// The request failed on the receiver.
+    Failed(String),
+}
+
+/// A frame that could not be encoded or decoded.
+#[derive(Debug, Error)]
+#[error("peer frame: {0}")]
+pub struct WireError(#[from] postcard::Error);
+
+impl Frame {
+    /// Encodes the frame body (without the length prefix).
+    pub fn encode(&self) -> Result<Vec<u8>, WireError> {
+        Ok(postcard::to_stdvec(self)?)
+    }
+
+    /// Appends the length prefix and the frame to `out`.
+    pub fn encode_into(&self, out: &mut Vec<u8>) -> Result<(), WireError> {
+        let body = postcard::to_stdvec(self)?;
+        out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        out.extend_from_slice(&body);
+        Ok(())
+    }
+
+    /// Decodes a frame body; rejects trailing bytes.
+    pub fn decode(bytes: &[u8]) -> Result<Frame, WireError> {
+        let (frame, rest) = postcard::take_from_bytes(bytes)?;
+        if !rest.is_empty() {
+            return Err(WireError(postcard::Error::DeserializeUnexpectedEnd));
+        }
+        Ok(frame)
+    }
+}

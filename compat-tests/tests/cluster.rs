@@ -1,0 +1,274 @@
+//! Several real `dynamo-server` processes forming one cluster: any node
+//! serves any key, quorums, siblings across coordinators, a killed node,
+//! read repair checked on the repaired replica's own store.
+
+use std::time::{Duration, Instant};
+
+use compat_tests::{q, qerr, status_of, Cluster};
+use redis::Value;
+
+const QUORUM: (usize, usize, usize) = (3, 2, 2);
+
+/// `DGET`/`DYNAMO LOCALGET` reply as (context, sorted values).
+fn dget(con: &mut redis::Connection, parts: &[&str]) -> (Vec<u8>, Vec<String>) {
+    let (context, mut values): (Vec<u8>, Vec<String>) = q(con, parts);
+    values.sort();
+    (context, values)
+}
+
+fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn three_nodes_form_one_ring_and_serve_every_key_from_every_node() {
+    let cluster = Cluster::start(3, QUORUM, &[]);
+    let status = cluster.status(1);
+    assert_eq!(status["mode"], "cluster");
+    assert_eq!(status["members"], "3");
+
+    let mut a = cluster.node(0).client();
+    let mut b = cluster.node(1).client_resp3();
+    let mut c = cluster.node(2).client();
+    for i in 0..200 {
+        let key = format!("key:{i}");
+        let _: () = q(&mut a, &["SET", &key, &format!("value-{i}")]);
+    }
+    for i in 0..200 {
+        let key = format!("key:{i}");
+        let expected = format!("value-{i}");
+        let via_b: String = q(&mut b, &["GET", &key]);
+        let via_c: String = q(&mut c, &["GET", &key]);
+        assert_eq!(
+            (via_b.as_str(), via_c.as_str()),
+            (expected.as_str(), expected.as_str())
+        );
+    }
+    // Multi-key commands run per key, through any node.
+    let _: () = q(&mut c, &["MSET", "m1", "x", "m2", "y"]);
+    let got: Vec<Option<String>> = q(&mut b, &["MGET", "m1", "m2", "missing"]);
+    assert_eq!(got, vec![Some("x".into()), Some("y".into()), None]);
+    let n: i64 = q(&mut b, &["INCR", "counter"]);
+    assert_eq!(n, 1);
+    let n: i64 = q(&mut a, &["INCRBY", "counter", "5"]);
+    assert_eq!(n, 6);
+    let deleted: i64 = q(&mut a, &["DEL", "m1", "m2", "missing"]);
+    assert_eq!(deleted, 2);
+    let exists: i64 = q(&mut c, &["EXISTS", "m1", "m2", "key:1"]);
+    assert_eq!(exists, 1);
+
+    // Whole-cluster views: every node sees all 201 keys.
+    for con in [&mut a, &mut b, &mut c] {
+        let size: i64 = q(con, &["DBSIZE"]);
+        assert_eq!(size, 201);
+        let mut keys: Vec<String> = q(con, &["KEYS", "key:1*"]);
+        keys.sort();
+        assert_eq!(keys.len(), 111, "key:1, key:10-19, key:100-199");
+    }
+    // SCAN over the cluster visits every key exactly once.
+    let mut cursor = "0".to_string();
+    let mut seen = std::collections::HashSet::new();
+    loop {
+        let (next, batch): (String, Vec<String>) = q(&mut b, &["SCAN", &cursor, "COUNT", "37"]);
+        for key in batch {
+            assert!(seen.insert(key), "SCAN returned a key twice");
+        }
+        if next == "0" {
+            break;
+        }
+        cursor = next;
+    }
+    assert_eq!(seen.len(), 201);
+
+    // Each key is stored on exactly N = 3 nodes: here, all of them.
+    for node in &cluster.nodes {
+        let mut con = node.client();
+        let (_, values) = dget(&mut con, &["DYNAMO", "LOCALGET", "key:7"]);
+        assert_eq!(values, vec!["value-7".to_string()]);
+    }
+
+    let _: () = q(&mut b, &["FLUSHALL"]);
+    for node in &cluster.nodes {
+        let size: i64 = q(&mut node.client(), &["DBSIZE"]);
+        assert_eq!(size, 0);
+    }
+}
+
+#[test]
+fn dput_with_one_context_through_two_nodes_makes_siblings_and_the_merged_context_collapses_them() {
+    let cluster = Cluster::start(3, QUORUM, &[]);
+    let mut a = cluster.node(0).client();
+    let mut b = cluster.node(1).client();
+    let mut c = cluster.node(2).client_resp3();
+
+    let _: () = q(&mut a, &["SET", "cart", "base"]);
+    let (context, values) = dget(&mut c, &["DGET", "cart"]);
+    assert_eq!(values, vec!["base".to_string()]);
+    assert!(!context.is_empty(), "a written key has a context");
+    let dput = |con: &mut redis::Connection, value: &str| {
+        let ok: String = redis::cmd("DPUT")
+            .arg("cart")
+            .arg(&context)
+            .arg(value)
+            .query(con)
+            .unwrap();
+        assert_eq!(ok, "OK");
+    };
+    dput(&mut a, "with-apple");
+    dput(&mut b, "with-pear");
+
+    let (merged_context, values) = dget(&mut c, &["DGET", "cart"]);
+    assert_eq!(
+        values,
+        vec!["with-apple".to_string(), "with-pear".to_string()]
+    );
+    // GET picks one winner, the same from every node.
+    let winners: Vec<String> = cluster
+        .nodes
+        .iter()
+        .map(|n| q(&mut n.client(), &["GET", "cart"]))
+        .collect();
+    assert!(winners.windows(2).all(|w| w[0] == w[1]), "{winners:?}");
+
+    let ok: String = redis::cmd("DPUT")
+        .arg("cart")
+        .arg(&merged_context)
+        .arg("apple+pear")
+        .query(&mut b)
+        .unwrap();
+    assert_eq!(ok, "OK");
+    let (_, values) = dget(&mut a, &["DGET", "cart"]);
+    assert_eq!(values, vec!["apple+pear".to_string()]);
+}
+
+#[test]
+fn a_write_survives_the_kill_of_the_node_it_went_through() {
+    let mut cluster = Cluster::start(3, QUORUM, &[]);
+    {
+        let mut a = cluster.node(0).client();
+        for i in 0..100 {
+            let _: () = q(&mut a, &["SET", &format!("durable:{i}"), &i.to_string()]);
+        }
+    }
+    cluster.nodes[0].kill9();
+    let mut c = cluster.node(2).client();
+    for i in 0..100 {
+        let value: Option<String> = q(&mut c, &["GET", &format!("durable:{i}")]);
+        assert_eq!(value, Some(i.to_string()), "durable:{i} lost after kill -9");
+    }
+    // Writes keep working with one node down (W = 2 of the 2 left).
+    let _: () = q(&mut c, &["SET", "after-kill", "yes"]);
+    let value: String = q(&mut cluster.node(1).client(), &["GET", "after-kill"]);
+    assert_eq!(value, "yes");
+}
+
+#[test]
+fn read_repair_brings_a_replica_that_missed_a_write_back_in_line() {
+    let mut cluster = Cluster::start(3, QUORUM, &[]);
+    cluster.nodes[2].kill9();
+    let _: () = q(&mut cluster.node(0).client(), &["SET", "repair-me", "v1"]);
+    cluster.nodes[2].restart();
+    let mut c = cluster.node(2).client();
+    // The restarted replica's own store does not have the write...
+    let (_, values) = dget(&mut c, &["DYNAMO", "LOCALGET", "repair-me"]);
+    assert!(values.is_empty(), "replica unexpectedly has {values:?}");
+    // ...a quorum read through it finds the value on the others...
+    let value: String = q(&mut c, &["GET", "repair-me"]);
+    assert_eq!(value, "v1");
+    // ...and repairs it in the background.
+    wait_for("read repair of node 2", Duration::from_secs(10), || {
+        dget(&mut c, &["DYNAMO", "LOCALGET", "repair-me"]).1 == vec!["v1".to_string()]
+    });
+    let info: String = q(&mut c, &["INFO", "dynamo"]);
+    let repairs = info
+        .lines()
+        .find_map(|l| l.strip_prefix("read_repairs:"))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(repairs >= 1, "read_repairs not counted:\n{info}");
+}
+
+#[test]
+fn a_write_that_cannot_reach_w_replicas_answers_unavailable() {
+    let mut cluster = Cluster::start(3, QUORUM, &[]);
+    cluster.nodes[1].kill9();
+    cluster.nodes[2].kill9();
+    let mut a = cluster.node(0).client();
+    let error = qerr(&mut a, &["SET", "k", "v"]);
+    assert!(
+        error.starts_with("UNAVAILABLE needed 2 replicas, got 1"),
+        "{error}"
+    );
+    let error = qerr(&mut a, &["GET", "k"]);
+    assert!(error.starts_with("UNAVAILABLE needed 2"), "{error}");
+}
+
+#[test]
+fn five_nodes_forward_writes_to_owners_and_agree_on_everything() {
+    let cluster = Cluster::start(5, QUORUM, &["--q", "64"]);
+    // Every node sees the same ring.
+    let rings: Vec<Value> = cluster
+        .nodes
+        .iter()
+        .map(|n| q(&mut n.client(), &["DYNAMO", "RING"]))
+        .collect();
+    assert!(rings.windows(2).all(|w| w[0] == w[1]));
+
+    for (i, node) in cluster.nodes.iter().enumerate() {
+        let mut con = node.client();
+        for j in 0..60 {
+            let _: () = q(
+                &mut con,
+                &["SET", &format!("k:{i}:{j}"), &format!("{i}-{j}")],
+            );
+        }
+    }
+    for (i, node) in cluster.nodes.iter().enumerate() {
+        let mut con = node.client_resp3();
+        for writer in 0..5 {
+            for j in (0..60).step_by(7) {
+                let value: String = q(&mut con, &["GET", &format!("k:{writer}:{j}")]);
+                assert_eq!(value, format!("{writer}-{j}"), "read through node {i}");
+            }
+        }
+    }
+    // With 5 nodes and N = 3, some writes landed on a node that does not own
+    // the key and were forwarded to an owner.
+    let forwarded: u64 = cluster
+        .nodes
+        .iter()
+        .map(|n| {
+            let info: String = q(&mut n.client(), &["INFO", "dynamo"]);
+            info.lines()
+                .find_map(|l| l.strip_prefix("writes_forwarded:"))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(0)
+        })
+        .sum();
+    assert!(forwarded > 0, "no write was forwarded");
+    // Each key is on exactly 3 of the 5 nodes' own stores.
+    for j in 0..10 {
+        let key = format!("k:0:{j}");
+        let holders = || {
+            cluster
+                .nodes
+                .iter()
+                .filter(|n| {
+                    let (_, values) = dget(&mut n.client(), &["DYNAMO", "LOCALGET", &key]);
+                    !values.is_empty()
+                })
+                .count()
+        };
+        // W = 2 answers before the third replica stored it: allow it a moment.
+        wait_for(&format!("{key} on 3 nodes"), Duration::from_secs(5), || {
+            holders() >= 3
+        });
+        assert_eq!(holders(), 3, "{key} is on more than N nodes");
+    }
+    let status = status_of(cluster.node(3));
+    assert_eq!(status["members"], "5");
+}
