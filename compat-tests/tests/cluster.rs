@@ -272,3 +272,39 @@ fn five_nodes_forward_writes_to_owners_and_agree_on_everything() {
     let status = status_of(cluster.node(3));
     assert_eq!(status["members"], "5");
 }
+
+#[test]
+fn pipelines_keep_their_order_per_key_when_commands_run_concurrently() {
+    let cluster = Cluster::start(3, QUORUM, &[]);
+    let mut a = cluster.node(0).client();
+    // Distinct keys: one batch, executed concurrently, replies in order.
+    let mut pipe = redis::pipe();
+    for i in 0..200 {
+        pipe.cmd("SET").arg(format!("p:{i}")).arg(i);
+    }
+    let replies: Vec<Value> = pipe.query(&mut a).unwrap();
+    assert!(replies.iter().all(|r| *r == Value::Okay), "{replies:?}");
+    let mut pipe = redis::pipe();
+    for i in 0..200 {
+        pipe.cmd("GET").arg(format!("p:{i}"));
+    }
+    let replies: Vec<Value> = pipe.query(&mut a).unwrap();
+    assert_eq!(replies.len(), 200);
+    for (i, reply) in replies.iter().enumerate() {
+        assert_eq!(reply, &Value::BulkString(i.to_string().into_bytes()));
+    }
+    // One key written and read in the same pipeline: strictly in order.
+    let mut pipe = redis::pipe();
+    for i in 0..50 {
+        pipe.cmd("SET").arg("same").arg(i).cmd("GET").arg("same");
+        pipe.cmd("INCR").arg("n");
+    }
+    let replies: Vec<Value> = pipe.query(&mut a).unwrap();
+    for i in 0..50 {
+        assert_eq!(
+            replies[i * 3 + 1],
+            Value::BulkString(i.to_string().into_bytes())
+        );
+        assert_eq!(replies[i * 3 + 2], Value::Int(i as i64 + 1));
+    }
+}

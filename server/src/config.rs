@@ -34,6 +34,9 @@ pub struct Config {
     pub request_timeout_ms: u64,
     /// Time between gossip rounds.
     pub gossip_interval_ms: u64,
+    /// Share of reads sent to all N replicas instead of R (0.0-1.0); the
+    /// extra answers let read repair fix the replicas a quorum skipped.
+    pub read_repair_chance: f64,
     /// Where the storage engine keeps its files.
     pub data_dir: PathBuf,
     /// `sled` (on disk, default) or `memory`.
@@ -85,6 +88,7 @@ impl Default for Config {
             weight: 1,
             request_timeout_ms: 1000,
             gossip_interval_ms: 1000,
+            read_repair_chance: 0.1,
             data_dir: PathBuf::from("./data"),
             engine: "sled".into(),
             durability: "periodic".into(),
@@ -188,6 +192,9 @@ fn override_value(name: &str, raw: &str) -> toml::Value {
     if let Ok(i) = raw.parse::<i64>() {
         return toml::Value::Integer(i);
     }
+    if let Ok(f) = raw.parse::<f64>() {
+        return toml::Value::Float(f);
+    }
     match raw {
         "true" | "yes" => toml::Value::Boolean(true),
         "false" | "no" => toml::Value::Boolean(false),
@@ -234,6 +241,7 @@ impl Config {
             ("weight", self.weight.to_string()),
             ("request-timeout-ms", self.request_timeout_ms.to_string()),
             ("gossip-interval-ms", self.gossip_interval_ms.to_string()),
+            ("read-repair-chance", self.read_repair_chance.to_string()),
             ("data-dir", self.data_dir.display().to_string()),
             ("engine", self.engine.clone()),
             ("durability", self.durability.clone()),
@@ -307,6 +315,11 @@ impl Config {
         positive("weight", u64::from(self.weight))?;
         positive("request-timeout-ms", self.request_timeout_ms)?;
         positive("gossip-interval-ms", self.gossip_interval_ms)?;
+        if !(0.0..=1.0).contains(&self.read_repair_chance) {
+            return Err(
+                "bad value for option 'read-repair-chance': must be between 0 and 1".into(),
+            );
+        }
         if self.cluster_name.is_empty() || self.cluster_name.len() > 128 {
             return Err("bad value for option 'cluster-name': must be 1-128 characters".into());
         }

@@ -27,6 +27,9 @@ use crate::{
 const READ_CHUNK: usize = 16 * 1024;
 /// Past this much pending output, replies are written before decoding more.
 const WRITE_HIGH_WATER: usize = 256 * 1024;
+/// Most pipelined requests executed as one batch (bounds the work and the
+/// memory one connection holds in flight).
+const MAX_BATCH: usize = 1024;
 
 /// Serves one client until it leaves, breaks the protocol or the server stops.
 pub async fn serve(
@@ -65,22 +68,27 @@ async fn run(
     let mut input = BytesMut::with_capacity(READ_CHUNK);
     let mut output = BytesMut::with_capacity(READ_CHUNK);
     loop {
-        // Execute every complete request already buffered.
+        // Execute every complete request already buffered, as one batch.
+        let mut batch = Vec::new();
+        let mut broken = None;
         loop {
-            let request = match decoder.decode(&mut input) {
-                Ok(Some(request)) => request,
+            match decoder.decode(&mut input) {
+                Ok(Some(request)) if request.is_empty() => {}
+                Ok(Some(request)) => {
+                    batch.push(request);
+                    if batch.len() >= MAX_BATCH {
+                        break;
+                    }
+                }
                 Ok(None) => break,
                 Err(error) => {
-                    ServerStats::bump(&state.stats.protocol_errors);
-                    Reply::Error(format!("ERR {error}")).encode(session.protocol, &mut output);
-                    socket.write_all(&output).await?;
-                    return Err(error);
+                    broken = Some(error);
+                    break;
                 }
-            };
-            if request.is_empty() {
-                continue;
             }
-            let (reply, flow) = session.handle(request).await;
+        }
+        let more_buffered = batch.len() >= MAX_BATCH;
+        for (reply, flow) in session.handle_batch(batch).await {
             reply.encode(session.protocol, &mut output);
             if flow == Flow::Close {
                 socket.write_all(&output).await?;
@@ -90,6 +98,15 @@ async fn run(
                 socket.write_all(&output).await?;
                 output.clear();
             }
+        }
+        if let Some(error) = broken {
+            ServerStats::bump(&state.stats.protocol_errors);
+            Reply::Error(format!("ERR {error}")).encode(session.protocol, &mut output);
+            socket.write_all(&output).await?;
+            return Err(error);
+        }
+        if more_buffered {
+            continue;
         }
         if !output.is_empty() {
             socket.write_all(&output).await?;

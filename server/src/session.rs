@@ -56,10 +56,54 @@ impl Session {
         }
     }
 
-    /// Handles one request and returns the reply and what to do next.
-    pub async fn handle(&mut self, request: Vec<Bytes>) -> (Reply, Flow) {
+    /// Handles the requests of one pipelined batch, replies in order.
+    ///
+    /// When every request is a data command on one key, the keys are
+    /// distinct and no transaction is open, the commands run concurrently:
+    /// each may wait for replica round trips, and overlapping them is what
+    /// makes pipelining pay off on a cluster. Commands on distinct keys do
+    /// not observe each other, so the replies are those of running them one
+    /// by one (Dynamo orders nothing across keys). Anything else runs in
+    /// order, one at a time.
+    pub async fn handle_batch(&mut self, requests: Vec<Vec<Bytes>>) -> Vec<(Reply, Flow)> {
+        let parsed: Vec<Result<Command, CommandError>> =
+            requests.into_iter().map(Command::parse).collect();
+        if parsed.len() > 1 && self.queue.is_none() && self.authenticated {
+            let mut keys = std::collections::HashSet::with_capacity(parsed.len());
+            let independent = parsed.iter().all(
+                |p| matches!(p, Ok(c) if c.single_key().is_some_and(|k| keys.insert(k.clone()))),
+            );
+            if independent {
+                let stats = &self.state.stats.commands_processed;
+                stats.fetch_add(parsed.len() as u64, Ordering::Relaxed);
+                let now = now_ms();
+                let state = &self.state;
+                let runs = parsed
+                    .into_iter()
+                    .flatten()
+                    .map(|command| commands::execute(state, command, now));
+                return futures_util::future::join_all(runs)
+                    .await
+                    .into_iter()
+                    .map(|reply| (reply, Flow::Continue))
+                    .collect();
+            }
+        }
+        let mut out = Vec::with_capacity(parsed.len());
+        for command in parsed {
+            let (reply, flow) = self.handle_parsed(command).await;
+            let close = flow == Flow::Close;
+            out.push((reply, flow));
+            if close {
+                break;
+            }
+        }
+        out
+    }
+
+    async fn handle_parsed(&mut self, parsed: Result<Command, CommandError>) -> (Reply, Flow) {
         ServerStats::bump(&self.state.stats.commands_processed);
-        let command = match Command::parse(request) {
+        let command = match parsed {
             Ok(command) => command,
             Err(error) => {
                 if self.queue.is_some() {

@@ -9,12 +9,13 @@
 //! same methods by hand and can drop, delay, duplicate and reorder answers at
 //! will. No sockets, clocks or tasks in here.
 //!
-//! - [`GetFsm`]: ask every target for its state of the key; once R have
-//!   answered, reply with the merge of what they sent (the sibling set DGET
-//!   returns). Keep collecting late answers until all targets answered or the
-//!   timeout fires, then send the final merge to every replica whose state
-//!   differed from it (read repair). Merging is a join, so a repair can only
-//!   add what the replica missed.
+//! - [`GetFsm`]: ask the first `fanout` targets (at least R; all N in the
+//!   paper) for their state of the key, and the next target whenever one
+//!   fails; once R have answered, reply with the merge of what they sent (the
+//!   sibling set DGET returns). Keep collecting late answers until every asked
+//!   target answered or the timeout fires, then send the final merge to every
+//!   replica whose state differed from it (read repair). Merging is a join, so
+//!   a repair can only add what the replica missed.
 //! - [`PutFsm`]: the coordinator has already applied the write locally (with
 //!   a fresh dot) and counts as the first acknowledgement; send the resulting
 //!   sibling set to the other targets to merge, and reply once W
@@ -69,6 +70,7 @@ pub enum FsmOutput {
 pub struct GetFsm {
     key: Bytes,
     targets: Vec<NodeId>,
+    sent: usize,
     r: usize,
     answered: Vec<(NodeId, Option<Siblings>)>,
     merged: Siblings,
@@ -78,9 +80,23 @@ pub struct GetFsm {
 
 impl GetFsm {
     /// Starts a read of `key` from `targets` (distinct nodes) needing `r`
-    /// answers.
+    /// answers, asking all of them at once.
     pub fn start(key: Bytes, targets: Vec<NodeId>, r: usize) -> (GetFsm, Vec<FsmOutput>) {
-        let mut out: Vec<FsmOutput> = targets
+        let fanout = targets.len();
+        GetFsm::start_with_fanout(key, targets, r, fanout)
+    }
+
+    /// Like [`GetFsm::start`], asking only the first `fanout` targets (raised
+    /// to `r`) at first; each failure asks the next target instead.
+    pub fn start_with_fanout(
+        key: Bytes,
+        targets: Vec<NodeId>,
+        r: usize,
+        fanout: usize,
+    ) -> (GetFsm, Vec<FsmOutput>) {
+        let r = r.max(1);
+        let sent = fanout.max(r).min(targets.len());
+        let mut out: Vec<FsmOutput> = targets[..sent]
             .iter()
             .map(|&to| FsmOutput::Send {
                 to,
@@ -91,7 +107,8 @@ impl GetFsm {
         let mut fsm = GetFsm {
             key,
             targets,
-            r: r.max(1),
+            sent,
+            r,
             answered: Vec::new(),
             merged: Siblings::default(),
             replied: false,
@@ -119,7 +136,7 @@ impl GetFsm {
     pub fn on_answer(&mut self, from: NodeId, answer: ReplicaAnswer) -> Vec<FsmOutput> {
         let mut out = Vec::new();
         if self.finished
-            || !self.targets.contains(&from)
+            || !self.targets[..self.sent].contains(&from)
             || self.answered.iter().any(|(n, _)| *n == from)
         {
             return out;
@@ -129,7 +146,20 @@ impl GetFsm {
                 self.merged.merge(&state);
                 self.answered.push((from, Some(state)));
             }
-            ReplicaAnswer::Stored | ReplicaAnswer::Failed => self.answered.push((from, None)),
+            ReplicaAnswer::Stored | ReplicaAnswer::Failed => {
+                self.answered.push((from, None));
+                if !self.replied && self.sent < self.targets.len() {
+                    // Ask the next target in place of the failed one.
+                    out.push(FsmOutput::Send {
+                        to: self.targets[self.sent],
+                        request: Request::Read {
+                            key: self.key.clone(),
+                        },
+                        repair: false,
+                    });
+                    self.sent += 1;
+                }
+            }
         }
         let ok = self.successes();
         let failed = self.answered.len() - ok;
@@ -141,7 +171,7 @@ impl GetFsm {
                 self.reply_unavailable(&mut out);
             }
         }
-        if self.answered.len() == self.targets.len() {
+        if self.answered.len() == self.sent {
             self.finish(&mut out);
         }
         out
@@ -382,6 +412,38 @@ mod tests {
             replies(&out)[..],
             [Err(ClusterError::Unavailable { needed: 2, got: 0 })]
         ));
+    }
+
+    #[test]
+    fn get_with_quorum_fanout_asks_r_targets_and_replaces_a_failed_one() {
+        let (mut fsm, out) = GetFsm::start_with_fanout(Bytes::from("k"), vec![1, 2, 3], 2, 2);
+        let asked: Vec<NodeId> = out
+            .iter()
+            .filter_map(|o| match o {
+                FsmOutput::Send { to, .. } => Some(*to),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(asked, vec![1, 2]);
+        assert!(
+            fsm.on_answer(3, ReplicaAnswer::State(state(9, 1, "v")))
+                .is_empty(),
+            "3 was not asked"
+        );
+        let out = fsm.on_answer(2, ReplicaAnswer::Failed);
+        assert!(matches!(
+            &out[..],
+            [FsmOutput::Send {
+                to: 3,
+                repair: false,
+                ..
+            }]
+        ));
+        fsm.on_answer(1, ReplicaAnswer::State(Siblings::default()));
+        let out = fsm.on_answer(3, ReplicaAnswer::State(state(9, 1, "v")));
+        assert_eq!(replies(&out).len(), 1);
+        assert_eq!(repairs(&out), vec![1]);
+        assert!(fsm.is_finished());
     }
 
     #[test]

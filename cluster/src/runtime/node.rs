@@ -57,6 +57,9 @@ pub struct ClusterConfig {
     pub seeds: Vec<String>,
     /// How long a coordinator waits for R or W answers.
     pub request_timeout: Duration,
+    /// Share of reads sent to all N replicas (the paper's behaviour) rather
+    /// than to R of them; the extra answers feed read repair.
+    pub read_repair_chance: f64,
     /// Time between gossip rounds.
     pub gossip_interval: Duration,
 }
@@ -66,7 +69,7 @@ pub struct View {
     /// The ring in force.
     pub ring: Ring,
     /// Peer address of each known member.
-    pub addrs: HashMap<NodeId, String>,
+    pub addrs: HashMap<NodeId, Arc<str>>,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -224,21 +227,59 @@ impl Node {
             .pool
             .call(&addr, request, self.config.request_timeout)
             .await;
-        match &result {
+        self.note(node, started, &result);
+        result
+    }
+
+    /// Like [`Node::call`] with no deadline of its own: for the quorum
+    /// driver, whose single deadline bounds every call it makes.
+    async fn call_in_quorum(
+        &self,
+        node: NodeId,
+        request: Request,
+    ) -> Result<Response, TransportError> {
+        if node == self.me {
+            return Ok(self.handle_now(request));
+        }
+        let Some(addr) = self.view().addrs.get(&node).cloned() else {
+            return Err(TransportError::Unreachable(format!("{node:016x}")));
+        };
+        let started = std::time::Instant::now();
+        let result = self.pool.call_unbounded(&addr, request).await;
+        self.note(node, started, &result);
+        result
+    }
+
+    fn note(
+        &self,
+        node: NodeId,
+        started: std::time::Instant,
+        result: &Result<Response, TransportError>,
+    ) {
+        match result {
             Ok(_) => self.note_success(node, started.elapsed()),
             Err(error) => self.note_failure(node, error),
         }
-        result
     }
 
     /// `get(key)`: the merged sibling set of R replicas.
     pub async fn get(self: &Arc<Self>, key: &[u8]) -> Result<Siblings, ClusterError> {
         CoordinatorStats::bump(&self.replica.stats().reads);
-        let targets = self.targets(key);
+        let mut targets = self.targets(key);
         if targets == [self.me] && self.config.r <= 1 {
             return self.replica.read(key);
         }
-        let (fsm, out) = GetFsm::start(Bytes::copy_from_slice(key), targets, self.config.r);
+        // Our own replica answers without a network round trip: ask it first.
+        if let Some(i) = targets.iter().position(|n| *n == self.me) {
+            targets[..=i].rotate_right(1);
+        }
+        let fanout = if fastrand::f64() < self.config.read_repair_chance {
+            targets.len()
+        } else {
+            self.config.r
+        };
+        let (fsm, out) =
+            GetFsm::start_with_fanout(Bytes::copy_from_slice(key), targets, self.config.r, fanout);
         self.drive(Quorum::Get(fsm), out).await
     }
 
@@ -354,6 +395,8 @@ impl Node {
         let mut inflight = FuturesUnordered::new();
         let mut reply = None;
         let mut queue = first;
+        let timer = tokio::time::sleep_until(deadline);
+        tokio::pin!(timer);
         loop {
             while let Some(output) = queue.pop() {
                 match output {
@@ -370,7 +413,7 @@ impl Node {
                     }
                     FsmOutput::Send { to, request, .. } => {
                         let node = self.clone();
-                        inflight.push(async move { (to, node.call(to, request).await) });
+                        inflight.push(async move { (to, node.call_in_quorum(to, request).await) });
                     }
                 }
             }
@@ -381,7 +424,7 @@ impl Node {
                 Some((from, result)) = inflight.next() => {
                     queue.extend(fsm.on_answer(from, answer_of(result)));
                 }
-                _ = tokio::time::sleep_until(deadline) => {
+                _ = &mut timer => {
                     queue.extend(fsm.on_timeout());
                 }
             }
@@ -660,7 +703,7 @@ fn view_of(state: &ClusterState) -> View {
             .members()
             .values()
             .filter(|m| m.status != crate::membership::MemberStatus::Removed)
-            .map(|m| (m.id, m.peer_addr.clone()))
+            .map(|m| (m.id, Arc::from(m.peer_addr.as_str())))
             .collect(),
     }
 }

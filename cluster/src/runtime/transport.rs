@@ -106,6 +106,22 @@ impl Connection {
     }
 }
 
+/// Removes a request's waiter when the call is abandoned.
+struct PendingGuard<'a> {
+    connection: &'a Connection,
+    id: u64,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        self.connection
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.id);
+    }
+}
+
 /// The link to one peer address: the current connection and the backoff.
 struct Link {
     addr: String,
@@ -131,6 +147,9 @@ impl PeerPool {
 
     fn link(&self, addr: &str) -> Arc<Link> {
         let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(link) = links.get(addr) {
+            return link.clone();
+        }
         links
             .entry(addr.to_string())
             .or_insert_with(|| {
@@ -153,11 +172,22 @@ impl PeerPool {
         timeout: Duration,
     ) -> Result<Response, TransportError> {
         let deadline = tokio::time::Instant::now() + timeout;
+        match tokio::time::timeout_at(deadline, self.call_unbounded(addr, request)).await {
+            Ok(result) => result,
+            Err(_) => Err(TransportError::Timeout(addr.to_string())),
+        }
+    }
+
+    /// Like [`PeerPool::call`] without a deadline of its own, for callers
+    /// that already bound the whole exchange (a quorum's deadline covers all
+    /// its calls with one timer). Connecting is still bounded.
+    pub async fn call_unbounded(
+        &self,
+        addr: &str,
+        request: Request,
+    ) -> Result<Response, TransportError> {
         let link = self.link(addr);
-        let connection = match tokio::time::timeout_at(deadline, self.connection(&link)).await {
-            Ok(result) => result?,
-            Err(_) => return Err(TransportError::Timeout(addr.to_string())),
-        };
+        let connection = self.connection(&link).await?;
         let id = connection.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         connection
@@ -173,18 +203,17 @@ impl PeerPool {
             connection.fail_all();
             return Err(TransportError::Disconnected(addr.to_string()));
         }
-        match tokio::time::timeout_at(deadline, rx).await {
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(_)) => Err(TransportError::Disconnected(addr.to_string())),
-            Err(_) => {
-                connection
-                    .pending
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&id);
-                Err(TransportError::Timeout(addr.to_string()))
-            }
-        }
+        // If this future is dropped (its caller's deadline passed), the
+        // waiter is removed so the pending map does not grow.
+        let guard = PendingGuard {
+            connection: &connection,
+            id,
+        };
+        let result = rx
+            .await
+            .map_err(|_| TransportError::Disconnected(addr.to_string()));
+        std::mem::forget(guard);
+        result
     }
 
     async fn connection(&self, link: &Arc<Link>) -> Result<Arc<Connection>, TransportError> {
@@ -283,6 +312,9 @@ async fn write_frames(
 ) {
     let mut buf = Vec::with_capacity(16 * 1024);
     while let Some(frame) = queue.recv().await {
+        // Let the tasks that are ready run first: their frames join this
+        // write instead of each costing a syscall of its own.
+        tokio::task::yield_now().await;
         buf.clear();
         let mut next = Some(frame);
         while let Some(frame) = next.take() {

@@ -182,6 +182,37 @@ impl Command {
         Ok(command)
     }
 
+    /// The one key of a data command that touches exactly one key and
+    /// nothing else (no connection or server state), `None` otherwise. Such
+    /// commands on distinct keys may run concurrently without a client
+    /// seeing a difference in their replies.
+    pub fn single_key(&self) -> Option<&Bytes> {
+        match self {
+            Command::Get(key)
+            | Command::Type(key)
+            | Command::GetDel(key)
+            | Command::GetEx { key, .. }
+            | Command::Strlen(key)
+            | Command::Append { key, .. }
+            | Command::GetRange { key, .. }
+            | Command::SetRange { key, .. }
+            | Command::IncrBy { key, .. }
+            | Command::IncrByFloat { key, .. }
+            | Command::Ttl { key, .. }
+            | Command::ExpireTime { key, .. }
+            | Command::Persist(key)
+            | Command::DGet(key)
+            | Command::DPut { key, .. }
+            | Command::DDel { key, .. } => Some(key),
+            Command::Set(cmd) => Some(&cmd.key),
+            Command::Expire(cmd) => Some(&cmd.key),
+            Command::Del(keys) | Command::Exists(keys) | Command::MGet(keys) if keys.len() == 1 => {
+                keys.first()
+            }
+            _ => None,
+        }
+    }
+
     /// Whether the command may run while the connection is not authenticated.
     pub fn allowed_before_auth(&self) -> bool {
         matches!(
