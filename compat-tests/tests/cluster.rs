@@ -271,6 +271,19 @@ fn five_nodes_forward_writes_to_owners_and_agree_on_everything() {
     }
     let status = status_of(cluster.node(3));
     assert_eq!(status["members"], "5");
+
+    // Read-modify-write through every node in turn, owners or not: each
+    // INCR reads a quorum (or the owner's state) that includes the last one.
+    for round in 0..4 {
+        for node in &cluster.nodes {
+            let _: i64 = q(&mut node.client(), &["INCR", "shared-counter"]);
+        }
+        let total: i64 = q(
+            &mut cluster.node(round).client(),
+            &["GET", "shared-counter"],
+        );
+        assert_eq!(total, 5 * (round as i64 + 1));
+    }
 }
 
 #[test]
@@ -307,4 +320,101 @@ fn pipelines_keep_their_order_per_key_when_commands_run_concurrently() {
         );
         assert_eq!(replies[i * 3 + 2], Value::Int(i as i64 + 1));
     }
+}
+
+#[test]
+fn dynamo_join_brings_a_lone_node_into_the_cluster() {
+    let cluster = Cluster::start(3, QUORUM, &[]);
+    let _: () = q(&mut cluster.node(0).client(), &["SET", "before-join", "1"]);
+    // A fourth node started on its own: n = 3 but nobody to talk to.
+    let lone = compat_tests::Server::start(&[
+        "--n",
+        "3",
+        "--r",
+        "2",
+        "--w",
+        "2",
+        "--gossip-interval-ms",
+        "200",
+    ]);
+    assert_eq!(status_of(&lone)["members"], "1");
+    let mut con = lone.client();
+    let error = qerr(&mut con, &["DYNAMO", "JOIN", "not-an-address"]);
+    assert!(error.starts_with("ERR"), "{error}");
+    let ok: String = q(
+        &mut con,
+        &["DYNAMO", "JOIN", &compat_tests::peer_addr(cluster.node(1))],
+    );
+    assert_eq!(ok, "OK");
+    wait_for("four members everywhere", Duration::from_secs(20), || {
+        cluster
+            .nodes
+            .iter()
+            .chain(std::iter::once(&lone))
+            .all(|n| status_of(n)["members"] == "4")
+    });
+    wait_for("one ring", Duration::from_secs(20), || {
+        let digest = status_of(&lone)["ring_digest"].clone();
+        cluster
+            .nodes
+            .iter()
+            .all(|n| status_of(n)["ring_digest"] == digest)
+    });
+    // The new node serves reads and writes for the whole cluster.
+    let _: () = q(&mut con, &["SET", "after-join", "2"]);
+    let value: String = q(&mut cluster.node(2).client(), &["GET", "after-join"]);
+    assert_eq!(value, "2");
+}
+
+#[test]
+fn the_peer_port_survives_garbage_and_strangers() {
+    use std::io::{Read, Write};
+    let cluster = Cluster::start(3, QUORUM, &[]);
+    let peer = compat_tests::peer_addr(cluster.node(0));
+    let send = |bytes: &[u8]| {
+        let mut s = std::net::TcpStream::connect(&peer).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ = s.write_all(bytes);
+        // The node closes the connection; reading hits EOF (or a reset).
+        let mut buf = [0u8; 256];
+        let mut total = 0;
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+            assert!(total < 4096, "node kept talking to garbage");
+        }
+    };
+    send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    send(&[0xff, 0xff, 0xff, 0xff, 1, 2, 3]); // 4 GiB frame announced
+    send(&[0, 0, 0, 3, 9, 9, 9]); // undecodable frame body
+                                  // After all that the node still serves clients and its peers.
+    let _: () = q(&mut cluster.node(0).client(), &["SET", "still", "alive"]);
+    let value: String = q(&mut cluster.node(2).client(), &["GET", "still"]);
+    assert_eq!(value, "alive");
+    assert_eq!(status_of(cluster.node(0))["members_up"], "3");
+}
+
+#[test]
+fn a_node_from_another_cluster_is_refused() {
+    let cluster = Cluster::start(3, QUORUM, &[]);
+    let stranger = compat_tests::Server::start(&[
+        "--n",
+        "3",
+        "--cluster-name",
+        "someone-else",
+        "--seeds",
+        &compat_tests::peer_addr(cluster.node(0)),
+        "--gossip-interval-ms",
+        "200",
+    ]);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(status_of(&stranger)["members"], "1");
+    assert_eq!(cluster.status(0)["members"], "3");
+    let error = qerr(
+        &mut stranger.client(),
+        &["DYNAMO", "JOIN", &compat_tests::peer_addr(cluster.node(1))],
+    );
+    assert!(error.contains("refused"), "{error}");
 }
