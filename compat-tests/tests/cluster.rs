@@ -160,6 +160,9 @@ fn a_write_survives_the_kill_of_the_node_it_went_through() {
         let value: Option<String> = q(&mut c, &["GET", &format!("durable:{i}")]);
         assert_eq!(value, Some(i.to_string()), "durable:{i} lost after kill -9");
     }
+    // Every key has N = 3 replicas: KEYS over the two live nodes is complete.
+    let keys: Vec<String> = q(&mut c, &["KEYS", "durable:*"]);
+    assert_eq!(keys.len(), 100);
     // Writes keep working with one node down (W = 2 of the 2 left).
     let _: () = q(&mut c, &["SET", "after-kill", "yes"]);
     let value: String = q(&mut cluster.node(1).client(), &["GET", "after-kill"]);
