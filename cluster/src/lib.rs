@@ -9,8 +9,10 @@
 
 pub mod coordinator;
 mod dots;
+pub mod handoff;
 pub mod keyspace;
 pub mod membership;
+pub mod merkle;
 pub mod replica;
 pub mod ring;
 pub mod runtime;

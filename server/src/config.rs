@@ -37,6 +37,15 @@ pub struct Config {
     /// Share of reads sent to all N replicas instead of R (0.0-1.0); the
     /// extra answers let read repair fix the replicas a quorum skipped.
     pub read_repair_chance: f64,
+    /// Most hints held for down replicas; past it hints are dropped and
+    /// anti-entropy is relied on.
+    pub max_hints: usize,
+    /// Time between hinted-handoff delivery rounds.
+    pub hint_delivery_interval_ms: u64,
+    /// Hints offered per delivery round (the handoff's background budget).
+    pub hint_batch: usize,
+    /// Whether a fallback node's acknowledgement counts toward W.
+    pub fallback_acks_count: bool,
     /// Where the storage engine keeps its files.
     pub data_dir: PathBuf,
     /// `sled` (on disk, default) or `memory`.
@@ -89,6 +98,10 @@ impl Default for Config {
             request_timeout_ms: 1000,
             gossip_interval_ms: 1000,
             read_repair_chance: 0.1,
+            max_hints: 1_000_000,
+            hint_delivery_interval_ms: 1000,
+            hint_batch: 256,
+            fallback_acks_count: true,
             data_dir: PathBuf::from("./data"),
             engine: "sled".into(),
             durability: "periodic".into(),
@@ -242,6 +255,13 @@ impl Config {
             ("request-timeout-ms", self.request_timeout_ms.to_string()),
             ("gossip-interval-ms", self.gossip_interval_ms.to_string()),
             ("read-repair-chance", self.read_repair_chance.to_string()),
+            ("max-hints", self.max_hints.to_string()),
+            (
+                "hint-delivery-interval-ms",
+                self.hint_delivery_interval_ms.to_string(),
+            ),
+            ("hint-batch", self.hint_batch.to_string()),
+            ("fallback-acks-count", self.fallback_acks_count.to_string()),
             ("data-dir", self.data_dir.display().to_string()),
             ("engine", self.engine.clone()),
             ("durability", self.durability.clone()),
@@ -315,6 +335,8 @@ impl Config {
         positive("weight", u64::from(self.weight))?;
         positive("request-timeout-ms", self.request_timeout_ms)?;
         positive("gossip-interval-ms", self.gossip_interval_ms)?;
+        positive("hint-delivery-interval-ms", self.hint_delivery_interval_ms)?;
+        positive("hint-batch", self.hint_batch as u64)?;
         if !(0.0..=1.0).contains(&self.read_repair_chance) {
             return Err(
                 "bad value for option 'read-repair-chance': must be between 0 and 1".into(),

@@ -1,6 +1,6 @@
 //! INFO: Redis's standard sections plus a `dynamo` section.
 
-use std::fmt::Write as _;
+use std::{fmt::Write as _, sync::atomic::Ordering};
 
 use cluster::coordinator::CoordinatorStats;
 
@@ -130,6 +130,15 @@ fn section_text(state: &ServerState, section: &str, out: &mut String) {
                     line("members", &cluster.members().len());
                     line("ring_version", &cluster.ring().version());
                     line("q", &cluster.ring().q());
+                    let hints = node.hints();
+                    let hs = hints.stats();
+                    line("hints_pending", &hints.total());
+                    for (owner, count) in hints.pending() {
+                        line(&format!("hints_pending_{owner:016x}"), &count);
+                    }
+                    line("hints_stored", &hs.stored.load(Ordering::Relaxed));
+                    line("hints_delivered", &hs.delivered.load(Ordering::Relaxed));
+                    line("hints_dropped", &hs.dropped.load(Ordering::Relaxed));
                 }
                 None => line("mode", &"single-node"),
             }

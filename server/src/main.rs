@@ -14,6 +14,7 @@ use std::{process::ExitCode, sync::Arc, time::Duration};
 
 use cluster::{
     coordinator::{Coordinator, CoordinatorConfig},
+    handoff::HintStore,
     replica::{Replica, ReplicaConfig},
     runtime::{self, ClusterConfig, Identity, Node, PeerPool},
     storage::{open_engine, CachedEngine, Engine, EngineKind},
@@ -103,6 +104,11 @@ async fn start_cluster(
     engine: Arc<dyn Engine>,
     coordinator_config: CoordinatorConfig,
 ) -> Result<Coordinator, String> {
+    let hint_engine = engine
+        .namespace("hints")
+        .map_err(|e| format!("cannot open the hint store: {e}"))?;
+    let hints = HintStore::open(hint_engine, config.max_hints)
+        .map_err(|e| format!("cannot open the hint store: {e}"))?;
     let replica = Replica::open(
         engine,
         ReplicaConfig {
@@ -134,10 +140,18 @@ async fn start_cluster(
         seeds: config.seeds.clone(),
         request_timeout: Duration::from_millis(config.request_timeout_ms),
         read_repair_chance: config.read_repair_chance,
+        hint_delivery_interval: Duration::from_millis(config.hint_delivery_interval_ms),
+        hint_batch: config.hint_batch,
+        fallback_acks_count: config.fallback_acks_count,
         gossip_interval: Duration::from_millis(config.gossip_interval_ms),
     };
-    let node = Node::open(cluster_config, replica, PeerPool::new(identity.clone()))
-        .map_err(|e| format!("cannot open the cluster state: {e}"))?;
+    let node = Node::open(
+        cluster_config,
+        replica,
+        Arc::new(hints),
+        PeerPool::new(identity.clone()),
+    )
+    .map_err(|e| format!("cannot open the cluster state: {e}"))?;
     let node = Arc::new(node);
     let peer_address = format!("{}:{}", config.bind, config.peer_port());
     let listener = TcpListener::bind(&peer_address)

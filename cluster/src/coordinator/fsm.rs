@@ -220,54 +220,114 @@ impl GetFsm {
     }
 }
 
+/// A replica a write is sent to: an owner of the key, or a fallback node
+/// holding it as a hint for the owner `hint_for` (sloppy quorum).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteTarget {
+    /// Where the write goes.
+    pub node: NodeId,
+    /// The down owner a fallback stands in for; `None` for an owner.
+    pub hint_for: Option<NodeId>,
+}
+
+impl WriteTarget {
+    /// The replica that must end up with the write.
+    pub fn owner(&self) -> NodeId {
+        self.hint_for.unwrap_or(self.node)
+    }
+}
+
 /// The replication of one write the coordinator already stored locally.
 #[derive(Debug)]
 pub struct PutFsm {
+    key: Bytes,
     siblings: Siblings,
-    others: Vec<NodeId>,
+    others: Vec<WriteTarget>,
     w: usize,
+    fallbacks_count: bool,
     acks: usize,
-    answered: Vec<NodeId>,
+    answered: Vec<(NodeId, bool)>,
+    timed_out: bool,
     replied: bool,
 }
 
 impl PutFsm {
     /// Starts replicating `siblings` (the coordinator's state of `key` after
-    /// its local write, which counts as one acknowledgement) to `others`,
-    /// needing `w` acknowledgements in all.
+    /// its local write, which counts as one acknowledgement) to the owners
+    /// `others`, needing `w` acknowledgements in all.
     pub fn start(
         key: Bytes,
         siblings: Siblings,
         others: Vec<NodeId>,
         w: usize,
     ) -> (PutFsm, Vec<FsmOutput>) {
+        let others = others
+            .into_iter()
+            .map(|node| WriteTarget {
+                node,
+                hint_for: None,
+            })
+            .collect();
+        PutFsm::start_sloppy(key, siblings, others, w, true)
+    }
+
+    /// Like [`PutFsm::start`] with fallback targets among `others`: they get
+    /// the write as a hint for their owner, and their acknowledgements count
+    /// toward `w` only if `fallbacks_count`.
+    pub fn start_sloppy(
+        key: Bytes,
+        siblings: Siblings,
+        others: Vec<WriteTarget>,
+        w: usize,
+        fallbacks_count: bool,
+    ) -> (PutFsm, Vec<FsmOutput>) {
         let mut out: Vec<FsmOutput> = others
             .iter()
-            .map(|&to| FsmOutput::Send {
-                to,
-                request: Request::Merge {
-                    key: key.clone(),
-                    siblings: siblings.clone(),
+            .map(|target| FsmOutput::Send {
+                to: target.node,
+                request: match target.hint_for {
+                    None => Request::Merge {
+                        key: key.clone(),
+                        siblings: siblings.clone(),
+                    },
+                    Some(owner) => Request::HintedMerge {
+                        key: key.clone(),
+                        siblings: siblings.clone(),
+                        owner,
+                    },
                 },
                 repair: false,
             })
             .collect();
         let mut fsm = PutFsm {
+            key,
             siblings,
             others,
             w: w.max(1),
+            fallbacks_count,
             acks: 1,
             answered: Vec::new(),
+            timed_out: false,
             replied: false,
         };
         fsm.check(&mut out);
         (fsm, out)
     }
 
-    /// Whether every other replica answered (or the client was answered and
-    /// nothing more can change).
+    /// The key written.
+    pub fn key(&self) -> &Bytes {
+        &self.key
+    }
+
+    /// The state replicated.
+    pub fn siblings(&self) -> &Siblings {
+        &self.siblings
+    }
+
+    /// Whether every other replica answered (or the deadline passed) and the
+    /// client was answered: nothing more can change.
     pub fn is_finished(&self) -> bool {
-        self.replied && self.answered.len() == self.others.len()
+        self.replied && (self.timed_out || self.answered.len() == self.others.len())
     }
 
     /// Whether the client has been answered.
@@ -275,19 +335,34 @@ impl PutFsm {
         self.replied
     }
 
-    /// Acknowledgements so far (the coordinator's own included).
+    /// Acknowledgements so far that count toward W (the coordinator's own
+    /// included).
     pub fn acks(&self) -> usize {
         self.acks
+    }
+
+    /// The owners that do not have the write (their target failed or did not
+    /// answer): the coordinator keeps a hint for each.
+    pub fn unacknowledged(&self) -> Vec<NodeId> {
+        self.others
+            .iter()
+            .filter(|t| !self.answered.contains(&(t.node, true)))
+            .map(WriteTarget::owner)
+            .collect()
     }
 
     /// Feeds the answer of `from`.
     pub fn on_answer(&mut self, from: NodeId, answer: ReplicaAnswer) -> Vec<FsmOutput> {
         let mut out = Vec::new();
-        if !self.others.contains(&from) || self.answered.contains(&from) {
+        let Some(target) = self.others.iter().find(|t| t.node == from).copied() else {
+            return out;
+        };
+        if self.timed_out || self.answered.iter().any(|(n, _)| *n == from) {
             return out;
         }
-        self.answered.push(from);
-        if matches!(answer, ReplicaAnswer::Stored) {
+        let stored = matches!(answer, ReplicaAnswer::Stored);
+        self.answered.push((from, stored));
+        if stored && (target.hint_for.is_none() || self.fallbacks_count) {
             self.acks += 1;
         }
         self.check(&mut out);
@@ -304,8 +379,7 @@ impl PutFsm {
                 got: self.acks,
             })));
         }
-        // Nothing more will be counted.
-        self.answered = self.others.clone();
+        self.timed_out = true;
         out
     }
 
@@ -313,7 +387,13 @@ impl PutFsm {
         if self.replied {
             return;
         }
-        let pending = self.others.len() - self.answered.len();
+        let countable = |t: &&WriteTarget| t.hint_for.is_none() || self.fallbacks_count;
+        let pending = self
+            .others
+            .iter()
+            .filter(countable)
+            .filter(|t| !self.answered.iter().any(|(n, _)| *n == t.node))
+            .count();
         if self.acks >= self.w {
             self.replied = true;
             out.push(FsmOutput::Reply(Ok(self.siblings.clone())));
@@ -519,5 +599,45 @@ mod tests {
         assert!(fsm.is_finished());
         // A late acknowledgement after the timeout changes nothing.
         assert!(fsm.on_answer(3, ReplicaAnswer::Stored).is_empty());
+        assert_eq!(fsm.unacknowledged(), vec![2, 3]);
+    }
+
+    #[test]
+    fn sloppy_put_sends_hints_to_fallbacks_and_counts_them_only_if_told() {
+        let stored = state(1, 1, "v");
+        let targets = vec![
+            WriteTarget {
+                node: 2,
+                hint_for: None,
+            },
+            WriteTarget {
+                node: 4,
+                hint_for: Some(3),
+            },
+        ];
+        let (mut fsm, out) =
+            PutFsm::start_sloppy(Bytes::from("k"), stored.clone(), targets.clone(), 2, true);
+        assert!(out.iter().any(|o| matches!(
+            o,
+            FsmOutput::Send {
+                to: 4,
+                request: Request::HintedMerge { owner: 3, .. },
+                ..
+            }
+        )));
+        let out = fsm.on_answer(4, ReplicaAnswer::Stored);
+        assert_eq!(replies(&out).len(), 1, "the fallback's ack counts toward W");
+        fsm.on_answer(2, ReplicaAnswer::Failed);
+        assert_eq!(fsm.unacknowledged(), vec![2], "owner 2 needs a hint");
+
+        // Fallback acks not counted: W = 2 needs owner 2.
+        let (mut fsm, _) = PutFsm::start_sloppy(Bytes::from("k"), stored, targets, 2, false);
+        assert!(fsm.on_answer(4, ReplicaAnswer::Stored).is_empty());
+        let out = fsm.on_answer(2, ReplicaAnswer::Failed);
+        assert!(matches!(
+            replies(&out)[..],
+            [Err(ClusterError::Unavailable { needed: 2, got: 1 })]
+        ));
+        assert_eq!(fsm.unacknowledged(), vec![2]);
     }
 }

@@ -11,7 +11,7 @@ pub mod transport;
 
 use std::sync::Arc;
 
-pub use node::{ClusterConfig, Node, View};
+pub use node::{ClusterConfig, Node, Plan, View};
 use tokio::net::TcpListener;
 pub use transport::{Identity, PeerPool, TransportError};
 
@@ -22,9 +22,11 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Starts the peer listener and the gossip loop of `node`.
+/// Starts the peer listener, the hinted-handoff loop and the gossip loop of
+/// `node`.
 pub fn start(node: Arc<Node>, listener: TcpListener, identity: Identity) {
     let handler: Arc<dyn transport::PeerHandler> = Arc::new(node.clone());
     tokio::spawn(transport::serve(listener, identity, handler));
+    tokio::spawn(node.clone().run_handoff());
     tokio::spawn(node.run_gossip());
 }

@@ -22,9 +22,10 @@ use tracing::{debug, info, warn};
 use super::transport::{Handled, PeerHandler, PeerPool, TransportError};
 use crate::{
     coordinator::{
-        fsm::{FsmOutput, GetFsm, PutFsm, ReplicaAnswer},
+        fsm::{FsmOutput, GetFsm, PutFsm, ReplicaAnswer, WriteTarget},
         ClusterError, Write,
     },
+    handoff::{Hint, HintStore},
     keyspace,
     membership::ClusterState,
     replica::Replica,
@@ -60,6 +61,14 @@ pub struct ClusterConfig {
     /// Share of reads sent to all N replicas (the paper's behaviour) rather
     /// than to R of them; the extra answers feed read repair.
     pub read_repair_chance: f64,
+    /// Time between hinted-handoff delivery rounds.
+    pub hint_delivery_interval: Duration,
+    /// Hints offered to their owners per delivery round (the background
+    /// budget of hinted handoff).
+    pub hint_batch: usize,
+    /// Whether a fallback node's acknowledgement counts toward W (the
+    /// paper's and Riak's choice) or only owners' do (Cassandra's).
+    pub fallback_acks_count: bool,
     /// Time between gossip rounds.
     pub gossip_interval: Duration,
 }
@@ -78,10 +87,35 @@ struct PeerHealth {
     latency_us: f64,
 }
 
+/// The replicas of one request under the sloppy quorum: the first N healthy
+/// nodes of the preference list, each down owner replaced by the next healthy
+/// node beyond the first N (holding the write as a hint), and the down owners
+/// no node could stand in for.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    /// Owners that are up, then fallbacks.
+    pub targets: Vec<WriteTarget>,
+    /// Down owners without a fallback: the coordinator keeps their hints.
+    pub orphans: Vec<NodeId>,
+}
+
+impl Plan {
+    fn nodes(&self) -> Vec<NodeId> {
+        self.targets.iter().map(|t| t.node).collect()
+    }
+
+    fn is_owner(&self, node: NodeId) -> bool {
+        self.targets
+            .iter()
+            .any(|t| t.node == node && t.hint_for.is_none())
+    }
+}
+
 /// One node of the cluster.
 pub struct Node {
     config: ClusterConfig,
     replica: Arc<Replica>,
+    hints: Arc<HintStore>,
     me: NodeId,
     state: Mutex<ClusterState>,
     view: RwLock<Arc<View>>,
@@ -97,6 +131,7 @@ impl Node {
     pub fn open(
         config: ClusterConfig,
         replica: Arc<Replica>,
+        hints: Arc<HintStore>,
         pool: PeerPool,
     ) -> Result<Node, ClusterError> {
         let me = replica.node_id();
@@ -134,6 +169,7 @@ impl Node {
             state: Mutex::new(state),
             config,
             replica,
+            hints,
             me,
             pool,
             health: Mutex::new(HashMap::new()),
@@ -155,6 +191,11 @@ impl Node {
     /// The local replica.
     pub fn replica(&self) -> &Arc<Replica> {
         &self.replica
+    }
+
+    /// The hints this node holds for others.
+    pub fn hints(&self) -> &Arc<HintStore> {
+        &self.hints
     }
 
     /// The current routing view.
@@ -201,17 +242,35 @@ impl Node {
         }
     }
 
-    /// The first N healthy nodes of `key`'s preference list (this node is
-    /// always healthy to itself).
-    pub fn targets(&self, key: &[u8]) -> Vec<NodeId> {
+    /// The sloppy-quorum replicas of `key` (this node is always healthy to
+    /// itself).
+    pub fn plan(&self, key: &[u8]) -> Plan {
         let view = self.view();
-        let position = keyspace::ring_position(key);
-        view.ring
-            .preference_list(position)
-            .into_iter()
-            .filter(|n| self.is_up(*n))
-            .take(self.config.n)
-            .collect()
+        let list = view.ring.preference_list(keyspace::ring_position(key));
+        let owners = list.len().min(self.config.n);
+        let mut plan = Plan::default();
+        let mut down = Vec::new();
+        for &owner in &list[..owners] {
+            if self.is_up(owner) {
+                plan.targets.push(WriteTarget {
+                    node: owner,
+                    hint_for: None,
+                });
+            } else {
+                down.push(owner);
+            }
+        }
+        let mut fallbacks = list[owners..].iter().copied().filter(|n| self.is_up(*n));
+        for owner in down {
+            match fallbacks.next() {
+                Some(node) => plan.targets.push(WriteTarget {
+                    node,
+                    hint_for: Some(owner),
+                }),
+                None => plan.orphans.push(owner),
+            }
+        }
+        plan
     }
 
     /// Sends `request` to `node` (locally when it is this node).
@@ -265,7 +324,7 @@ impl Node {
     /// `get(key)`: the merged sibling set of R replicas.
     pub async fn get(self: &Arc<Self>, key: &[u8]) -> Result<Siblings, ClusterError> {
         CoordinatorStats::bump(&self.replica.stats().reads);
-        let mut targets = self.targets(key);
+        let mut targets = self.plan(key).nodes();
         if targets == [self.me] && self.config.r <= 1 {
             return self.replica.read(key);
         }
@@ -291,13 +350,13 @@ impl Node {
         write: Write,
         now_ms: u64,
     ) -> Result<Siblings, ClusterError> {
-        let targets = self.targets(key);
-        if targets.contains(&self.me) {
+        let plan = self.plan(key);
+        if plan.is_owner(self.me) {
             let (_, stored) = self.replica.write(key, now_ms, |_| (Some(write), ()))?;
             let stored = stored.expect("a write was decided");
-            return self.replicate(key, stored, &targets).await;
+            return self.replicate(key, stored, &plan).await;
         }
-        self.forward(key, write, &targets).await
+        self.forward(key, write, &plan).await
     }
 
     /// Read-modify-write: on an owner, `decide` sees the local state; on any
@@ -309,18 +368,18 @@ impl Node {
         now_ms: u64,
         decide: impl FnOnce(&Siblings) -> (Option<Write>, R) + Send,
     ) -> Result<R, ClusterError> {
-        let targets = self.targets(key);
-        if targets.contains(&self.me) {
+        let plan = self.plan(key);
+        if plan.is_owner(self.me) {
             let (result, stored) = self.replica.write(key, now_ms, decide)?;
             if let Some(stored) = stored {
-                self.replicate(key, stored, &targets).await?;
+                self.replicate(key, stored, &plan).await?;
             }
             return Ok(result);
         }
         let current = self.get(key).await?;
         let (write, result) = decide(&current);
         if let Some(write) = write {
-            self.forward(key, write, &targets).await?;
+            self.forward(key, write, &plan).await?;
         }
         Ok(result)
     }
@@ -329,28 +388,59 @@ impl Node {
         self: &Arc<Self>,
         key: &[u8],
         stored: Siblings,
-        targets: &[NodeId],
+        plan: &Plan,
     ) -> Result<Siblings, ClusterError> {
-        let others: Vec<NodeId> = targets.iter().copied().filter(|n| *n != self.me).collect();
+        for &owner in &plan.orphans {
+            self.hold_hint(owner, key, &stored);
+        }
+        let others: Vec<WriteTarget> = plan
+            .targets
+            .iter()
+            .copied()
+            .filter(|t| t.node != self.me)
+            .collect();
         if others.is_empty() && self.config.w <= 1 {
             return Ok(stored);
         }
-        let (fsm, out) = PutFsm::start(Bytes::copy_from_slice(key), stored, others, self.config.w);
+        let (fsm, out) = PutFsm::start_sloppy(
+            Bytes::copy_from_slice(key),
+            stored,
+            others,
+            self.config.w,
+            self.config.fallback_acks_count,
+        );
         self.drive(Quorum::Put(fsm), out).await
+    }
+
+    /// Keeps a hint here for `owner`, which did not get this write.
+    fn hold_hint(&self, owner: NodeId, key: &[u8], siblings: &Siblings) {
+        if owner == self.me {
+            return;
+        }
+        if let Err(error) = self.hints.store(owner, key, siblings) {
+            warn!(%error, "could not store a hint");
+        }
     }
 
     async fn forward(
         self: &Arc<Self>,
         key: &[u8],
         write: Write,
-        targets: &[NodeId],
+        plan: &Plan,
     ) -> Result<Siblings, ClusterError> {
-        let Some(owner) = self.fastest(targets) else {
-            return Err(ClusterError::Unavailable {
-                needed: self.config.w,
-                got: 0,
-            });
+        let owners: Vec<NodeId> = plan
+            .targets
+            .iter()
+            .filter(|t| t.hint_for.is_none())
+            .map(|t| t.node)
+            .collect();
+        let unavailable = ClusterError::Unavailable {
+            needed: self.config.w,
+            got: 0,
         };
+        if owners.is_empty() {
+            return Err(unavailable);
+        }
         CoordinatorStats::bump(&self.replica.stats().writes_forwarded);
         let request = Request::Coordinate {
             key: Bytes::copy_from_slice(key),
@@ -364,24 +454,28 @@ impl Node {
                 expires_at_ms: write.expires_at_ms,
             },
         };
-        match self.call(owner, request).await {
-            Ok(Response::Coordinated(Ok(siblings))) => Ok(siblings),
-            Ok(Response::Coordinated(Err(error))) => Err(from_remote(error)),
-            Ok(other) => Err(ClusterError::Remote(format!("unexpected answer {other:?}"))),
-            Err(_) => Err(ClusterError::Unavailable {
-                needed: self.config.w,
-                got: 0,
-            }),
+        // Fastest owner first; the next one only if the write certainly did
+        // not reach the previous (no connection), so it is never applied twice.
+        for owner in self.by_latency(owners) {
+            match self.call(owner, request.clone()).await {
+                Ok(Response::Coordinated(Ok(siblings))) => return Ok(siblings),
+                Ok(Response::Coordinated(Err(error))) => return Err(from_remote(error)),
+                Ok(other) => {
+                    return Err(ClusterError::Remote(format!("unexpected answer {other:?}")))
+                }
+                Err(TransportError::Unreachable(_) | TransportError::Refused(..)) => continue,
+                Err(_) => return Err(unavailable),
+            }
         }
+        Err(unavailable)
     }
 
-    fn fastest(&self, targets: &[NodeId]) -> Option<NodeId> {
+    /// `nodes` ordered by how fast they have answered (unmeasured first).
+    fn by_latency(&self, mut nodes: Vec<NodeId>) -> Vec<NodeId> {
         let health = self.health.lock().unwrap_or_else(|p| p.into_inner());
-        targets.iter().copied().min_by(|a, b| {
-            let la = health.get(a).map_or(0.0, |h| h.latency_us);
-            let lb = health.get(b).map_or(0.0, |h| h.latency_us);
-            la.total_cmp(&lb)
-        })
+        let latency = |n: &NodeId| health.get(n).map_or(0.0, |h| h.latency_us);
+        nodes.sort_by(|a, b| latency(a).total_cmp(&latency(b)));
+        nodes
     }
 
     /// Runs a quorum state machine until it replies; answers that arrive
@@ -429,9 +523,19 @@ impl Node {
                 }
             }
         }
-        if !fsm.is_finished() && !inflight.is_empty() {
+        if fsm.is_finished() {
+            self.finished(&fsm);
+        } else if !inflight.is_empty() {
             let node = self.clone();
             tokio::spawn(async move { node.finish(fsm, inflight, deadline).await });
+        } else {
+            // Nothing more can arrive: settle it now.
+            for output in fsm.on_timeout() {
+                if let FsmOutput::Send { to, request, .. } = output {
+                    self.send_repair(to, request);
+                }
+            }
+            self.finished(&fsm);
         }
         let result = reply.unwrap_or(Err(ClusterError::Unavailable { needed: 0, got: 0 }));
         if matches!(result, Err(ClusterError::Unavailable { .. })) {
@@ -462,6 +566,16 @@ impl Node {
                 }
             }
         }
+        self.finished(&fsm);
+    }
+
+    /// A write's replication is over: hints for the owners that missed it.
+    fn finished(&self, fsm: &Quorum) {
+        if let Quorum::Put(put) = fsm {
+            for owner in put.unacknowledged() {
+                self.hold_hint(owner, put.key(), put.siblings());
+            }
+        }
     }
 
     fn send_repair(self: &Arc<Self>, to: NodeId, request: Request) {
@@ -479,7 +593,16 @@ impl Node {
         let now = super::now_ms();
         let result = match request {
             Request::Ping => Ok(Response::Pong),
-            Request::Read { key } => self.replica.read(&key).map(Response::Siblings),
+            Request::Read { key } => self.read_with_hints(&key).map(Response::Siblings),
+            Request::HintedMerge {
+                key,
+                siblings,
+                owner,
+            } => match self.hints.store(owner, &key, &siblings) {
+                Ok(true) => Ok(Response::Ack),
+                Ok(false) => Ok(Response::Failed("hint store full".into())),
+                Err(e) => Err(e),
+            },
             Request::Merge { key, siblings } => self
                 .replica
                 .merge(&key, &siblings, now)
@@ -490,12 +613,83 @@ impl Node {
                 .scan(cursor, count.clamp(1, 4096) as usize)
                 .map(|(entries, next)| Response::Page { entries, next }),
             Request::CountLive => Ok(Response::Count(self.replica.value_keys())),
-            Request::FlushAll => self.replica.clear().map(|_| Response::Ack),
+            Request::FlushAll => self
+                .replica
+                .clear()
+                .and_then(|_| self.hints.clear())
+                .map(|_| Response::Ack),
             Request::Coordinate { .. } => {
                 Ok(Response::Failed("coordinate is not immediate".into()))
             }
         };
         result.unwrap_or_else(|e| Response::Failed(e.to_string()))
+    }
+
+    /// This replica's state of `key`, with the hints it holds for the key
+    /// folded in (a fallback answers reads for the owner it stands in for).
+    fn read_with_hints(&self, key: &[u8]) -> Result<Siblings, ClusterError> {
+        let mut state = self.replica.read(key)?;
+        if self.hints.total() > 0 {
+            state.merge(&self.hints.read_key(key)?);
+        }
+        Ok(state)
+    }
+
+    /// One hinted-handoff round: offers up to `hint-batch` hints, from
+    /// `cursor` on, to their owners that are up; removes those acknowledged.
+    /// Returns where the next round continues.
+    pub async fn deliver_hints(self: &Arc<Self>, cursor: Vec<u8>) -> Vec<u8> {
+        if self.hints.total() == 0 {
+            return Vec::new();
+        }
+        let (batch, next) = match self.hints.batch(&cursor, self.config.hint_batch) {
+            Ok(page) => page,
+            Err(error) => {
+                warn!(%error, "cannot read hints");
+                return Vec::new();
+            }
+        };
+        let view = self.view();
+        let deliveries = batch
+            .into_iter()
+            .filter(|h| {
+                h.owner == self.me || (view.addrs.contains_key(&h.owner) && self.is_up(h.owner))
+            })
+            .map(|hint| {
+                let node = self.clone();
+                async move {
+                    let request = Request::Merge {
+                        key: hint.key.clone(),
+                        siblings: hint.siblings.clone(),
+                    };
+                    let delivered =
+                        matches!(node.call(hint.owner, request).await, Ok(Response::Ack));
+                    (hint, delivered)
+                }
+            });
+        for (hint, delivered) in futures_util::future::join_all(deliveries).await {
+            if delivered {
+                self.forget_delivered(&hint);
+            }
+        }
+        next
+    }
+
+    fn forget_delivered(&self, hint: &Hint) {
+        if let Err(error) = self.hints.remove_delivered(hint) {
+            warn!(%error, "cannot remove a delivered hint");
+        }
+    }
+
+    /// Runs hinted-handoff rounds forever.
+    pub async fn run_handoff(self: Arc<Self>) {
+        let mut ticker = tokio::time::interval(self.config.hint_delivery_interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut cursor = Vec::new();
+        loop {
+            ticker.tick().await;
+            cursor = self.deliver_hints(cursor).await;
+        }
     }
 
     async fn coordinate(self: Arc<Self>, key: Bytes, write: RemoteWrite) -> Response {
@@ -510,9 +704,9 @@ impl Node {
             expires_at_ms: write.expires_at_ms,
         };
         let now = super::now_ms();
-        let targets = self.targets(&key);
+        let plan = self.plan(&key);
         let result = match self.replica.write(&key, now, |_| (Some(write), ())) {
-            Ok((_, Some(stored))) => self.replicate(&key, stored, &targets).await,
+            Ok((_, Some(stored))) => self.replicate(&key, stored, &plan).await,
             Ok((_, None)) => Err(ClusterError::Remote("nothing written".into())),
             Err(e) => Err(e),
         };

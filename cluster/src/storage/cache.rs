@@ -147,6 +147,11 @@ impl Engine for CachedEngine {
     fn size_bytes(&self) -> u64 {
         self.inner.size_bytes()
     }
+
+    fn namespace(&self, name: &str) -> Result<Arc<dyn Engine>, StorageError> {
+        // Namespaces are small side stores: no cache in front of them.
+        self.inner.namespace(name)
+    }
 }
 
 #[cfg(test)]

@@ -371,6 +371,31 @@ fn size_bytes_reports_something(e: &dyn Engine) {
     assert!(e.size_bytes() > 0);
 }
 
+fn namespaces_are_separate(e: &dyn Engine) {
+    let hints = e.namespace("hints").unwrap();
+    e.put(b"k", b"data").unwrap();
+    hints.put(b"k", b"hint").unwrap();
+    hints.put(b"only-hint", b"h").unwrap();
+    assert_eq!(e.get(b"k").unwrap().as_deref(), Some(&b"data"[..]));
+    assert_eq!(hints.get(b"k").unwrap().as_deref(), Some(&b"hint"[..]));
+    assert_eq!(e.get(b"only-hint").unwrap(), None);
+    assert_eq!(e.count().unwrap(), 1);
+    assert_eq!(keys(&hints.scan_from(b"", 10).unwrap()).len(), 2);
+    e.clear().unwrap();
+    assert_eq!(
+        hints.count().unwrap(),
+        2,
+        "clearing the data keeps the namespace"
+    );
+    hints.clear().unwrap();
+    e.put(b"k2", b"v").unwrap();
+    assert_eq!(
+        e.count().unwrap(),
+        1,
+        "clearing the namespace keeps the data"
+    );
+}
+
 // ---------------------------------------------------------------- wiring
 
 macro_rules! conformance {
@@ -390,6 +415,7 @@ macro_rules! conformance {
                     meta_get_put,
                     concurrent_writers,
                     size_bytes_reports_something,
+                    namespaces_are_separate,
                 );
             }
         )*

@@ -130,4 +130,8 @@ impl Engine for MemoryEngine {
     fn size_bytes(&self) -> u64 {
         self.read().bytes
     }
+
+    fn namespace(&self, _name: &str) -> Result<std::sync::Arc<dyn Engine>, StorageError> {
+        Ok(std::sync::Arc::new(MemoryEngine::new()))
+    }
 }

@@ -159,6 +159,12 @@ pub trait Engine: Send + Sync + 'static {
 
     /// Approximate bytes on disk / in memory for INFO (0 if unknown).
     fn size_bytes(&self) -> u64;
+
+    /// A separate keyspace `name` in the same store, with the same
+    /// durability (e.g. hinted-handoff hints beside the data). Its data keys
+    /// never mix with this engine's; `clear` on one leaves the other alone.
+    /// Open each name once.
+    fn namespace(&self, name: &str) -> Result<Arc<dyn Engine>, StorageError>;
 }
 
 /// When a write to a persistent engine becomes durable. Ignored by

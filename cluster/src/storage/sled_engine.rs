@@ -20,6 +20,8 @@ const LOCK_WAIT: Duration = Duration::from_secs(2);
 /// the [`Durability`] trade-off and sled's caveats.
 pub struct SledEngine {
     db: sled::Db,
+    /// The data keys: the default tree, or a namespace's own tree.
+    tree: sled::Tree,
     meta: sled::Tree,
     path: PathBuf,
     durability: Durability,
@@ -92,6 +94,7 @@ impl SledEngine {
             "opened sled storage"
         );
         Ok(SledEngine {
+            tree: (*db).clone(),
             db,
             meta,
             path: path.to_path_buf(),
@@ -154,19 +157,19 @@ impl Engine for SledEngine {
 
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
         Ok(self
-            .db
+            .tree
             .get(key)
             .map_err(|e| self.err(e))?
             .map(|v| v.to_vec()))
     }
 
     fn put(&self, key: &[u8], value: &[u8]) -> Result<(), StorageError> {
-        self.db.insert(key, value).map_err(|e| self.err(e))?;
+        self.tree.insert(key, value).map_err(|e| self.err(e))?;
         self.sync_if_every_write()
     }
 
     fn delete(&self, key: &[u8]) -> Result<(), StorageError> {
-        self.db.remove(key).map_err(|e| self.err(e))?;
+        self.tree.remove(key).map_err(|e| self.err(e))?;
         self.sync_if_every_write()
     }
 
@@ -175,7 +178,7 @@ impl Engine for SledEngine {
         if limit == 0 {
             return Ok(out);
         }
-        for entry in self.db.range(start..) {
+        for entry in self.tree.range(start..) {
             let (k, v) = entry.map_err(|e| self.err(e))?;
             out.push((k.to_vec(), v.to_vec()));
             if out.len() == limit {
@@ -188,7 +191,7 @@ impl Engine for SledEngine {
     fn count(&self) -> Result<u64, StorageError> {
         // `Tree::len` would silently count errors as keys; walk it ourselves.
         let mut n = 0u64;
-        for key in self.db.iter().keys() {
+        for key in self.tree.iter().keys() {
             key.map_err(|e| self.err(e))?;
             n += 1;
         }
@@ -196,8 +199,8 @@ impl Engine for SledEngine {
     }
 
     fn clear(&self) -> Result<(), StorageError> {
-        // `Db` derefs to its default tree: this leaves the "meta" tree alone.
-        self.db.clear().map_err(|e| self.err(e))?;
+        // Only this engine's tree: the "meta" tree and namespaces stay.
+        self.tree.clear().map_err(|e| self.err(e))?;
         self.sync_if_every_write()
     }
 
@@ -223,6 +226,20 @@ impl Engine for SledEngine {
 
     fn size_bytes(&self) -> u64 {
         self.db.size_on_disk().unwrap_or(0)
+    }
+
+    fn namespace(&self, name: &str) -> Result<std::sync::Arc<dyn Engine>, StorageError> {
+        let tree = self
+            .db
+            .open_tree(format!("ns:{name}"))
+            .map_err(|e| self.err(e))?;
+        Ok(std::sync::Arc::new(SledEngine {
+            db: self.db.clone(),
+            tree,
+            meta: self.meta.clone(),
+            path: self.path.clone(),
+            durability: self.durability,
+        }))
     }
 }
 

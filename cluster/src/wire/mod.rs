@@ -31,7 +31,7 @@ use thiserror::Error;
 use crate::version::{NodeId, Siblings, VersionVector};
 
 /// Version of the frame layout and message set; both sides must agree.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Largest frame accepted before the handshake completed.
 pub const MAX_HANDSHAKE_BYTES: usize = 64 * 1024;
@@ -132,6 +132,17 @@ pub enum Request {
     CountLive,
     /// Remove every key the receiver stores ([`Response::Ack`]).
     FlushAll,
+    /// Hold this sibling set for `owner`, a replica of the key that is down
+    /// (hinted handoff); answered with [`Response::Ack`] once stored durably,
+    /// [`Response::Failed`] if the hint store is full.
+    HintedMerge {
+        /// User key.
+        key: Bytes,
+        /// The coordinator's state of the key after the write.
+        siblings: Siblings,
+        /// The replica the write is meant for.
+        owner: NodeId,
+    },
 }
 
 /// Why a remote operation failed, as the coordinator reports it back.

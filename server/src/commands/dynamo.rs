@@ -163,6 +163,7 @@ async fn cluster_admin(state: &ServerState, node: &Arc<Node>, cmd: DynamoCmd) ->
                 ),
                 (text("fair_share"), Reply::Double(ring.fair_share(me))),
                 (text("keys"), Reply::Int(state.coordinator.stored_keys() as i64)),
+                (text("hints_pending"), Reply::Int(node.hints().total() as i64)),
                 (text("transfers"), Reply::Array(Vec::new())),
             ])
         }
