@@ -21,7 +21,8 @@ pub const EXIT_TIMEOUT: Duration = Duration::from_secs(30);
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
-/// Path of the `dynamo-server` binary under test.
+/// Path of the `dynamo-server` binary under test: `DYNAMO_SERVER_BIN`, else
+/// `$CARGO_TARGET_DIR` (or the workspace's `target/`) `/release` then `/debug`.
 ///
 /// Panics with a hint to build it when it cannot be found.
 pub fn binary() -> PathBuf {
@@ -35,7 +36,9 @@ pub fn binary() -> PathBuf {
         );
         return path;
     }
-    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
     for profile in ["release", "debug"] {
         let path = target.join(profile).join("dynamo-server");
         if path.is_file() {
