@@ -29,7 +29,7 @@
 
 use std::sync::{
     atomic::{AtomicI64, AtomicUsize, Ordering},
-    Arc, Mutex,
+    Arc, Mutex, OnceLock,
 };
 
 use bytes::Bytes;
@@ -38,6 +38,7 @@ use crate::{
     coordinator::{ClusterError, Write},
     dots::DotCounter,
     keyspace,
+    merkle::{self, MerkleForest},
     stats::CoordinatorStats,
     storage::Engine,
     version::{Dot, NodeId, Siblings, Version},
@@ -65,6 +66,9 @@ pub struct Replica {
     stats: CoordinatorStats,
     stored_keys: AtomicI64,
     value_keys: AtomicI64,
+    /// Hash trees of the stored keys, one per ring partition, kept current by
+    /// every store (cluster nodes only; see [`Replica::enable_merkle`]).
+    merkle: OnceLock<Mutex<MerkleForest>>,
 }
 
 impl Replica {
@@ -81,6 +85,7 @@ impl Replica {
             stats: CoordinatorStats::default(),
             stored_keys: AtomicI64::new(0),
             value_keys: AtomicI64::new(0),
+            merkle: OnceLock::new(),
         };
         replica.count_keys()?;
         Ok(replica)
@@ -219,6 +224,80 @@ impl Replica {
         }
     }
 
+    /// Builds the hash trees of every stored key for a ring of `q` partitions
+    /// (one scan of the store, at start) and keeps them current from then on.
+    /// Does nothing if they already exist.
+    pub fn enable_merkle(&self, q: usize) -> Result<(), ClusterError> {
+        if self.merkle.get().is_some() {
+            return Ok(());
+        }
+        let mut forest = MerkleForest::new(q);
+        let mut cursor = Vec::new();
+        loop {
+            let page = self.engine.scan_from(&cursor, COUNT_PAGE)?;
+            for (skey, raw) in &page {
+                if let Some((position, key)) = keyspace::split_storage_key(skey) {
+                    forest.update(position, None, Some(merkle::key_digest(key, raw)));
+                }
+                cursor = skey.clone();
+                cursor.push(0);
+            }
+            if page.len() < COUNT_PAGE {
+                break;
+            }
+        }
+        let _ = self.merkle.set(Mutex::new(forest));
+        Ok(())
+    }
+
+    /// Runs `f` on the hash trees, if enabled.
+    pub fn with_merkle<R>(&self, f: impl FnOnce(&mut MerkleForest) -> R) -> Option<R> {
+        let forest = self.merkle.get()?;
+        let mut forest = forest.lock().unwrap_or_else(|p| p.into_inner());
+        Some(f(&mut forest))
+    }
+
+    /// The digest of every key stored in `leaves` of `partition` (for
+    /// anti-entropy), in ring order.
+    pub fn leaf_digests(
+        &self,
+        partition: usize,
+        leaves: &[usize],
+    ) -> Result<Vec<(Bytes, u128)>, ClusterError> {
+        let Some(ranges) = self.with_merkle(|f| {
+            let tree = f.tree(partition);
+            leaves
+                .iter()
+                .filter(|l| **l < merkle::LEAVES)
+                .map(|l| tree.leaf_positions(partition, *l))
+                .collect::<Vec<_>>()
+        }) else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for range in ranges {
+            let mut cursor = keyspace::position_start(*range.start()).to_vec();
+            'scan: loop {
+                let page = self.engine.scan_from(&cursor, COUNT_PAGE)?;
+                for (skey, raw) in &page {
+                    let Some((position, key)) = keyspace::split_storage_key(skey) else {
+                        continue;
+                    };
+                    if position > *range.end() {
+                        break 'scan;
+                    }
+                    out.push((Bytes::copy_from_slice(key), merkle::key_digest(key, raw)));
+                    cursor = skey.clone();
+                    cursor.push(0);
+                }
+                if page.len() < COUNT_PAGE {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Stores `next` (or removes the key when nothing live is left and this
     /// is the only replica), keeping the key counters in step.
     fn store(
@@ -235,16 +314,29 @@ impl Replica {
         } else {
             i64::from(has_value(next)) - i64::from(has_value(before))
         };
+        let old_digest = |key: &[u8]| existed.then(|| merkle::key_digest(key, &before.encode()));
         if collect {
             if existed {
                 self.engine.delete(skey)?;
                 self.stored_keys.fetch_sub(1, Ordering::Relaxed);
                 CoordinatorStats::bump(&self.stats.keys_collected);
+                if let Some((position, key)) = keyspace::split_storage_key(skey) {
+                    let old = old_digest(key);
+                    self.with_merkle(|f| f.update(position, old, None));
+                }
             }
         } else {
-            self.engine.put(skey, &next.encode())?;
+            let encoded = next.encode();
+            self.engine.put(skey, &encoded)?;
             if !existed {
                 self.stored_keys.fetch_add(1, Ordering::Relaxed);
+            }
+            if self.merkle.get().is_some() {
+                if let Some((position, key)) = keyspace::split_storage_key(skey) {
+                    let old = old_digest(key);
+                    let new = Some(merkle::key_digest(key, &encoded));
+                    self.with_merkle(|f| f.update(position, old, new));
+                }
             }
         }
         self.value_keys.fetch_add(valued_delta, Ordering::Relaxed);
@@ -307,6 +399,7 @@ impl Replica {
     /// Removes every key held here (FLUSHALL).
     pub fn clear(&self) -> Result<(), ClusterError> {
         self.engine.clear()?;
+        self.with_merkle(|f| *f = MerkleForest::new(f.q()));
         self.stored_keys.store(0, Ordering::Relaxed);
         self.value_keys.store(0, Ordering::Relaxed);
         Ok(())

@@ -29,6 +29,14 @@ pub struct CoordinatorStats {
     pub writes_coordinated_for_peers: AtomicU64,
     /// Requests answered with UNAVAILABLE (quorum not reached).
     pub quorum_failures: AtomicU64,
+    /// Anti-entropy exchanges started by this node.
+    pub ae_rounds: AtomicU64,
+    /// Partitions whose Merkle roots differed and were descended into.
+    pub ae_partitions_synced: AtomicU64,
+    /// Keys an exchange merged into either side.
+    pub ae_keys_repaired: AtomicU64,
+    /// Bytes of anti-entropy messages this node sent and received.
+    pub ae_bytes: AtomicU64,
 }
 
 impl CoordinatorStats {

@@ -46,6 +46,10 @@ pub struct Config {
     pub hint_batch: usize,
     /// Whether a fallback node's acknowledgement counts toward W.
     pub fallback_acks_count: bool,
+    /// Time between Merkle anti-entropy exchanges with a random peer.
+    pub anti_entropy_interval_ms: u64,
+    /// Most partitions one exchange repairs (its background budget).
+    pub anti_entropy_partitions: usize,
     /// Where the storage engine keeps its files.
     pub data_dir: PathBuf,
     /// `sled` (on disk, default) or `memory`.
@@ -102,6 +106,8 @@ impl Default for Config {
             hint_delivery_interval_ms: 1000,
             hint_batch: 256,
             fallback_acks_count: true,
+            anti_entropy_interval_ms: 10_000,
+            anti_entropy_partitions: 16,
             data_dir: PathBuf::from("./data"),
             engine: "sled".into(),
             durability: "periodic".into(),
@@ -262,6 +268,14 @@ impl Config {
             ),
             ("hint-batch", self.hint_batch.to_string()),
             ("fallback-acks-count", self.fallback_acks_count.to_string()),
+            (
+                "anti-entropy-interval-ms",
+                self.anti_entropy_interval_ms.to_string(),
+            ),
+            (
+                "anti-entropy-partitions",
+                self.anti_entropy_partitions.to_string(),
+            ),
             ("data-dir", self.data_dir.display().to_string()),
             ("engine", self.engine.clone()),
             ("durability", self.durability.clone()),
@@ -337,6 +351,11 @@ impl Config {
         positive("gossip-interval-ms", self.gossip_interval_ms)?;
         positive("hint-delivery-interval-ms", self.hint_delivery_interval_ms)?;
         positive("hint-batch", self.hint_batch as u64)?;
+        positive("anti-entropy-interval-ms", self.anti_entropy_interval_ms)?;
+        positive(
+            "anti-entropy-partitions",
+            self.anti_entropy_partitions as u64,
+        )?;
         if !(0.0..=1.0).contains(&self.read_repair_chance) {
             return Err(
                 "bad value for option 'read-repair-chance': must be between 0 and 1".into(),

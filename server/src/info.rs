@@ -176,6 +176,16 @@ fn section_text(state: &ServerState, section: &str, out: &mut String) {
                 "quorum_failures",
                 &CoordinatorStats::get(&cs.quorum_failures),
             );
+            line("anti_entropy_rounds", &CoordinatorStats::get(&cs.ae_rounds));
+            line(
+                "anti_entropy_partitions_synced",
+                &CoordinatorStats::get(&cs.ae_partitions_synced),
+            );
+            line(
+                "anti_entropy_keys_repaired",
+                &CoordinatorStats::get(&cs.ae_keys_repaired),
+            );
+            line("anti_entropy_bytes", &CoordinatorStats::get(&cs.ae_bytes));
         }
     }
 }

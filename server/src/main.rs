@@ -142,6 +142,8 @@ async fn start_cluster(
         read_repair_chance: config.read_repair_chance,
         hint_delivery_interval: Duration::from_millis(config.hint_delivery_interval_ms),
         hint_batch: config.hint_batch,
+        anti_entropy_interval: Duration::from_millis(config.anti_entropy_interval_ms),
+        anti_entropy_partitions: config.anti_entropy_partitions,
         fallback_acks_count: config.fallback_acks_count,
         gossip_interval: Duration::from_millis(config.gossip_interval_ms),
     };

@@ -70,6 +70,7 @@ pub enum FsmOutput {
 pub struct GetFsm {
     key: Bytes,
     targets: Vec<NodeId>,
+    no_repair: Vec<NodeId>,
     sent: usize,
     r: usize,
     answered: Vec<(NodeId, Option<Siblings>)>,
@@ -107,6 +108,7 @@ impl GetFsm {
         let mut fsm = GetFsm {
             key,
             targets,
+            no_repair: Vec::new(),
             sent,
             r,
             answered: Vec::new(),
@@ -120,6 +122,13 @@ impl GetFsm {
             fsm.finished = true;
         }
         (fsm, out)
+    }
+
+    /// Never sends read repairs to `nodes` (fallbacks standing in for a
+    /// down owner: the key does not belong in their own store).
+    pub fn without_repair_to(mut self, nodes: Vec<NodeId>) -> GetFsm {
+        self.no_repair = nodes;
+        self
     }
 
     /// Whether the machine has nothing more to do.
@@ -206,7 +215,7 @@ impl GetFsm {
         self.finished = true;
         for (node, state) in &self.answered {
             let Some(state) = state else { continue };
-            if *state != self.merged {
+            if *state != self.merged && !self.no_repair.contains(node) {
                 out.push(FsmOutput::Send {
                     to: *node,
                     request: Request::Merge {
@@ -474,6 +483,20 @@ mod tests {
         repaired.sort();
         assert_eq!(repaired, vec![1, 3]);
         assert!(fsm.is_finished());
+    }
+
+    #[test]
+    fn get_never_repairs_a_fallback() {
+        let (fsm, _) = GetFsm::start(Bytes::from("k"), vec![1, 2, 4], 2);
+        let mut fsm = fsm.without_repair_to(vec![4]);
+        fsm.on_answer(1, ReplicaAnswer::State(state(9, 1, "v")));
+        fsm.on_answer(2, ReplicaAnswer::State(Siblings::default()));
+        let out = fsm.on_answer(4, ReplicaAnswer::State(Siblings::default()));
+        assert_eq!(
+            repairs(&out),
+            vec![2],
+            "owner 2 is repaired, fallback 4 is not"
+        );
     }
 
     #[test]

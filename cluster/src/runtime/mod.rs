@@ -6,6 +6,7 @@
 //! comes from those state machines and from [`crate::membership`] and
 //! [`crate::ring`], which are plain data.
 
+pub mod antientropy;
 pub mod node;
 pub mod transport;
 
@@ -28,5 +29,6 @@ pub fn start(node: Arc<Node>, listener: TcpListener, identity: Identity) {
     let handler: Arc<dyn transport::PeerHandler> = Arc::new(node.clone());
     tokio::spawn(transport::serve(listener, identity, handler));
     tokio::spawn(node.clone().run_handoff());
+    tokio::spawn(node.clone().run_anti_entropy());
     tokio::spawn(node.run_gossip());
 }

@@ -66,6 +66,10 @@ pub struct ClusterConfig {
     /// Hints offered to their owners per delivery round (the background
     /// budget of hinted handoff).
     pub hint_batch: usize,
+    /// Time between anti-entropy exchanges.
+    pub anti_entropy_interval: Duration,
+    /// Most partitions one exchange descends into (its background budget).
+    pub anti_entropy_partitions: usize,
     /// Whether a fallback node's acknowledgement counts toward W (the
     /// paper's and Riak's choice) or only owners' do (Cassandra's).
     pub fallback_acks_count: bool,
@@ -157,6 +161,9 @@ impl Node {
                 "q differs from the stored ring; keeping the stored ring"
             );
         }
+        // Anti-entropy compares per-partition hash trees of the stored keys:
+        // built once here, then kept current by every write.
+        replica.enable_merkle(state.ring().q())?;
         let wanted = self_member(&config, me, 0);
         state.update_member(me, |m| {
             m.peer_addr = wanted.peer_addr.clone();
@@ -215,7 +222,7 @@ impl Node {
         health.get(&node).and_then(|h| h.down_since_ms)
     }
 
-    fn is_up(&self, node: NodeId) -> bool {
+    pub(crate) fn is_up(&self, node: NodeId) -> bool {
         node == self.me || self.down_since(node).is_none()
     }
 
@@ -324,7 +331,8 @@ impl Node {
     /// `get(key)`: the merged sibling set of R replicas.
     pub async fn get(self: &Arc<Self>, key: &[u8]) -> Result<Siblings, ClusterError> {
         CoordinatorStats::bump(&self.replica.stats().reads);
-        let mut targets = self.plan(key).nodes();
+        let plan = self.plan(key);
+        let mut targets = plan.nodes();
         if targets == [self.me] && self.config.r <= 1 {
             return self.replica.read(key);
         }
@@ -337,8 +345,15 @@ impl Node {
         } else {
             self.config.r
         };
+        let fallbacks = plan
+            .targets
+            .iter()
+            .filter(|t| t.hint_for.is_some())
+            .map(|t| t.node)
+            .collect();
         let (fsm, out) =
             GetFsm::start_with_fanout(Bytes::copy_from_slice(key), targets, self.config.r, fanout);
+        let fsm = fsm.without_repair_to(fallbacks);
         self.drive(Quorum::Get(fsm), out).await
     }
 
@@ -621,6 +636,32 @@ impl Node {
             Request::Coordinate { .. } => {
                 Ok(Response::Failed("coordinate is not immediate".into()))
             }
+            Request::MerkleRoots {
+                partitions,
+                summary,
+            } => Ok(self.merkle_roots(&partitions, summary)),
+            Request::MerkleChildren {
+                partition,
+                level,
+                index,
+            } => Ok(self.merkle_children(partition, level.into(), index.into())),
+            Request::LeafDigests { partition, leaves } => {
+                let leaves: Vec<usize> = leaves.into_iter().map(usize::from).collect();
+                self.replica
+                    .leaf_digests(partition as usize, &leaves)
+                    .map(Response::Digests)
+            }
+            Request::ReadMany { keys } => keys
+                .iter()
+                .take(super::antientropy::MAX_KEYS_PER_MESSAGE)
+                .map(|k| self.replica.read(k))
+                .collect::<Result<Vec<_>, _>>()
+                .map(Response::States),
+            Request::MergeMany { entries } => entries
+                .iter()
+                .take(super::antientropy::MAX_KEYS_PER_MESSAGE)
+                .try_for_each(|(k, s)| self.replica.merge(k, s, now).map(drop))
+                .map(|_| Response::Ack),
         };
         result.unwrap_or_else(|e| Response::Failed(e.to_string()))
     }

@@ -143,6 +143,44 @@ pub enum Request {
         /// The replica the write is meant for.
         owner: NodeId,
     },
+    /// Anti-entropy, step 1: the receiver's Merkle root of each partition
+    /// ([`Response::Hashes`], in the same order), or with `summary` a single
+    /// hash of all those roots (so replicas in sync exchange 16 bytes).
+    MerkleRoots {
+        /// Partitions both sides replicate.
+        partitions: Vec<u32>,
+        /// Answer one hash over all the roots instead of each root.
+        summary: bool,
+    },
+    /// Anti-entropy, step 2: the hashes of the children of one node of a
+    /// partition's tree ([`Response::Hashes`]); level 0 is the root.
+    MerkleChildren {
+        /// The partition whose roots differed.
+        partition: u32,
+        /// Level of the node (0 = root).
+        level: u8,
+        /// Index of the node within its level.
+        index: u16,
+    },
+    /// Anti-entropy, step 3: key digests of the keys in these leaves
+    /// ([`Response::Digests`]).
+    LeafDigests {
+        /// The partition.
+        partition: u32,
+        /// Leaves whose hashes differed.
+        leaves: Vec<u16>,
+    },
+    /// The receiver's states of several keys ([`Response::States`], same
+    /// order; empty states for keys it does not hold).
+    ReadMany {
+        /// User keys.
+        keys: Vec<Bytes>,
+    },
+    /// Merge several keys' states into the receiver ([`Response::Ack`]).
+    MergeMany {
+        /// Keys and the sender's states.
+        entries: Vec<(Bytes, Siblings)>,
+    },
 }
 
 /// Why a remote operation failed, as the coordinator reports it back.
@@ -192,6 +230,12 @@ pub enum Response {
     },
     /// A count.
     Count(u64),
+    /// Merkle hashes (roots or leaves).
+    Hashes(Vec<u128>),
+    /// Keys and the digests of their stored states.
+    Digests(Vec<(Bytes, u128)>),
+    /// Several keys' stored states.
+    States(Vec<Siblings>),
     /// The request failed on the receiver.
     Failed(String),
 }

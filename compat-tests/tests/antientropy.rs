@@ -1,0 +1,109 @@
+//! Merkle anti-entropy with real processes: a replica that missed writes
+//! (with hinted handoff switched off) is repaired without any read, and the
+//! exchange moves bytes in proportion to the differing keys.
+
+use std::time::{Duration, Instant};
+
+use compat_tests::{q, Cluster};
+
+const QUORUM: (usize, usize, usize) = (3, 2, 2);
+
+fn info_field(node: &compat_tests::Server, name: &str) -> u64 {
+    let info: String = q(&mut node.client(), &["INFO", "dynamo"]);
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}:")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in INFO dynamo:\n{info}"))
+}
+
+fn holds(node: &compat_tests::Server, key: &str) -> bool {
+    let (_, values): (Vec<u8>, Vec<String>) = q(&mut node.client(), &["DYNAMO", "LOCALGET", key]);
+    !values.is_empty()
+}
+
+#[test]
+fn anti_entropy_repairs_a_replica_with_bytes_proportional_to_the_difference() {
+    const KEYS: usize = 50_000;
+    const MISSED: usize = 10;
+    let mut cluster = Cluster::start(
+        3,
+        QUORUM,
+        &[
+            "--max-hints",
+            "0",
+            "--read-repair-chance",
+            "0",
+            "--anti-entropy-interval-ms",
+            "300",
+        ],
+    );
+    let value = "x".repeat(100);
+    {
+        let mut a = cluster.node(0).client();
+        for chunk in (0..KEYS).collect::<Vec<_>>().chunks(500) {
+            let mut pipe = redis::pipe();
+            for i in chunk {
+                pipe.cmd("SET")
+                    .arg(format!("bulk:{i}"))
+                    .arg(&value)
+                    .ignore();
+            }
+            let () = pipe.query(&mut a).unwrap();
+        }
+    }
+    // Let the replicas agree before cutting one off.
+    std::thread::sleep(Duration::from_secs(1));
+    cluster.nodes[2].kill9();
+    {
+        let mut a = cluster.node(0).client();
+        for i in 0..MISSED {
+            let _: () = q(&mut a, &["SET", &format!("missed:{i}"), &value]);
+        }
+    }
+    assert_eq!(
+        info_field(cluster.node(0), "hints_dropped") as usize,
+        MISSED
+    );
+    cluster.nodes[2].restart();
+    let before: u64 = cluster
+        .nodes
+        .iter()
+        .map(|n| info_field(n, "anti_entropy_bytes"))
+        .sum();
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(60);
+    while !(0..MISSED).all(|i| holds(cluster.node(2), &format!("missed:{i}"))) {
+        assert!(
+            Instant::now() < deadline,
+            "anti-entropy did not repair the replica in 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let after: u64 = cluster
+        .nodes
+        .iter()
+        .map(|n| info_field(n, "anti_entropy_bytes"))
+        .sum();
+    let data_bytes = (KEYS * (value.len() + 10)) as u64;
+    let moved = after - before;
+    eprintln!(
+        "repaired {MISSED} keys in {:?}; anti-entropy moved {moved} bytes for {data_bytes} bytes of data ({:.3}%)",
+        started.elapsed(),
+        moved as f64 * 100.0 / data_bytes as f64
+    );
+    assert!(
+        moved * 100 < data_bytes,
+        "anti-entropy moved {moved} bytes, not under 1% of {data_bytes}"
+    );
+    assert!(
+        info_field(cluster.node(2), "anti_entropy_rounds") > 0
+            || info_field(cluster.node(0), "anti_entropy_rounds") > 0
+    );
+    // Nothing was read: the repair was anti-entropy's, not read repair's.
+    let repairs: u64 = cluster
+        .nodes
+        .iter()
+        .map(|n| info_field(n, "read_repairs"))
+        .sum();
+    assert_eq!(repairs, 0);
+}
