@@ -368,6 +368,34 @@ impl Replica {
         Ok((out, next))
     }
 
+    /// Removes `key` if its stored state is exactly `expected` and holds
+    /// nothing live (tombstone collection: the caller checked every replica
+    /// holds this same state). Returns whether it was removed. The key's
+    /// Merkle leaf is updated in the same step.
+    pub fn collect_if_unchanged(
+        &self,
+        key: &[u8],
+        expected: &Siblings,
+        now_ms: u64,
+    ) -> Result<bool, ClusterError> {
+        let skey = keyspace::storage_key(key);
+        let _guard = self.lock(&skey);
+        let current = self.load(&skey)?;
+        if current.is_empty() || current != *expected || current.has_live(now_ms) {
+            return Ok(false);
+        }
+        self.engine.delete(&skey)?;
+        self.stored_keys.fetch_sub(1, Ordering::Relaxed);
+        self.value_keys
+            .fetch_sub(i64::from(has_value(&current)), Ordering::Relaxed);
+        CoordinatorStats::bump(&self.stats.keys_collected);
+        if let Some((position, key)) = keyspace::split_storage_key(&skey) {
+            let old = Some(merkle::key_digest(key, &current.encode()));
+            self.with_merkle(|f| f.update(position, old, None));
+        }
+        Ok(true)
+    }
+
     /// Removes expired versions from up to `batch` keys starting at `cursor`;
     /// returns where to continue (0: wrapped around).
     pub fn purge_expired_step(

@@ -37,6 +37,11 @@ pub struct CoordinatorStats {
     pub ae_keys_repaired: AtomicU64,
     /// Bytes of anti-entropy messages this node sent and received.
     pub ae_bytes: AtomicU64,
+    /// Keys with nothing live seen by the last tombstone-collection pass that
+    /// could not be collected yet (a replica down, differing or with hints).
+    pub tombstones_pending: AtomicU64,
+    /// Keys whose tombstones were collected on every replica.
+    pub tombstones_collected: AtomicU64,
 }
 
 impl CoordinatorStats {

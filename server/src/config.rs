@@ -50,6 +50,10 @@ pub struct Config {
     pub anti_entropy_interval_ms: u64,
     /// Most partitions one exchange repairs (its background budget).
     pub anti_entropy_partitions: usize,
+    /// Time between tombstone-collection passes (256 keys each).
+    pub tombstone_gc_interval_ms: u64,
+    /// Age a key's newest tombstone must reach before it may be collected.
+    pub tombstone_grace_ms: u64,
     /// Where the storage engine keeps its files.
     pub data_dir: PathBuf,
     /// `sled` (on disk, default) or `memory`.
@@ -108,6 +112,8 @@ impl Default for Config {
             fallback_acks_count: true,
             anti_entropy_interval_ms: 10_000,
             anti_entropy_partitions: 16,
+            tombstone_gc_interval_ms: 5_000,
+            tombstone_grace_ms: 60_000,
             data_dir: PathBuf::from("./data"),
             engine: "sled".into(),
             durability: "periodic".into(),
@@ -276,6 +282,11 @@ impl Config {
                 "anti-entropy-partitions",
                 self.anti_entropy_partitions.to_string(),
             ),
+            (
+                "tombstone-gc-interval-ms",
+                self.tombstone_gc_interval_ms.to_string(),
+            ),
+            ("tombstone-grace-ms", self.tombstone_grace_ms.to_string()),
             ("data-dir", self.data_dir.display().to_string()),
             ("engine", self.engine.clone()),
             ("durability", self.durability.clone()),

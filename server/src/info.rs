@@ -186,6 +186,14 @@ fn section_text(state: &ServerState, section: &str, out: &mut String) {
                 &CoordinatorStats::get(&cs.ae_keys_repaired),
             );
             line("anti_entropy_bytes", &CoordinatorStats::get(&cs.ae_bytes));
+            line(
+                "tombstones_pending",
+                &CoordinatorStats::get(&cs.tombstones_pending),
+            );
+            line(
+                "tombstones_collected",
+                &CoordinatorStats::get(&cs.tombstones_collected),
+            );
         }
     }
 }

@@ -144,6 +144,8 @@ async fn start_cluster(
         hint_batch: config.hint_batch,
         anti_entropy_interval: Duration::from_millis(config.anti_entropy_interval_ms),
         anti_entropy_partitions: config.anti_entropy_partitions,
+        tombstone_gc_interval: Duration::from_millis(config.tombstone_gc_interval_ms),
+        tombstone_grace: Duration::from_millis(config.tombstone_grace_ms),
         fallback_acks_count: config.fallback_acks_count,
         gossip_interval: Duration::from_millis(config.gossip_interval_ms),
     };

@@ -8,6 +8,7 @@
 
 pub mod antientropy;
 pub mod node;
+pub mod tombstones;
 pub mod transport;
 
 use std::sync::Arc;
@@ -30,5 +31,6 @@ pub fn start(node: Arc<Node>, listener: TcpListener, identity: Identity) {
     tokio::spawn(transport::serve(listener, identity, handler));
     tokio::spawn(node.clone().run_handoff());
     tokio::spawn(node.clone().run_anti_entropy());
+    tokio::spawn(node.clone().run_tombstone_gc());
     tokio::spawn(node.run_gossip());
 }

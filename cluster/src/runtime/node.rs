@@ -68,6 +68,11 @@ pub struct ClusterConfig {
     pub hint_batch: usize,
     /// Time between anti-entropy exchanges.
     pub anti_entropy_interval: Duration,
+    /// Time between tombstone-collection passes.
+    pub tombstone_gc_interval: Duration,
+    /// A key's newest tombstone must be this old before it is collected, so
+    /// no message still in flight can carry an older version back.
+    pub tombstone_grace: Duration,
     /// Most partitions one exchange descends into (its background budget).
     pub anti_entropy_partitions: usize,
     /// Whether a fallback node's acknowledgement counts toward W (the
@@ -657,6 +662,14 @@ impl Node {
                 .map(|k| self.replica.read(k))
                 .collect::<Result<Vec<_>, _>>()
                 .map(Response::States),
+            Request::HintsFor { key } => self
+                .hints
+                .read_key(&key)
+                .map(|s| Response::Count(u64::from(!s.is_empty()))),
+            Request::Collect { key, expected } => self
+                .replica
+                .collect_if_unchanged(&key, &expected, now)
+                .map(|done| Response::Count(u64::from(done))),
             Request::MergeMany { entries } => entries
                 .iter()
                 .take(super::antientropy::MAX_KEYS_PER_MESSAGE)

@@ -181,6 +181,20 @@ pub enum Request {
         /// Keys and the sender's states.
         entries: Vec<(Bytes, Siblings)>,
     },
+    /// How many hints the receiver holds for `key`, for any owner
+    /// ([`Response::Count`]); tombstone collection waits for zero everywhere.
+    HintsFor {
+        /// User key.
+        key: Bytes,
+    },
+    /// Remove `key` if the receiver's stored state is exactly `expected` and
+    /// holds nothing live ([`Response::Count`]: 1 if removed).
+    Collect {
+        /// User key.
+        key: Bytes,
+        /// The state every replica was seen to hold.
+        expected: Siblings,
+    },
 }
 
 /// Why a remote operation failed, as the coordinator reports it back.
