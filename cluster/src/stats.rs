@@ -42,6 +42,8 @@ pub struct CoordinatorStats {
     pub tombstones_pending: AtomicU64,
     /// Keys whose tombstones were collected on every replica.
     pub tombstones_collected: AtomicU64,
+    /// Background rounds skipped because foreground load was high.
+    pub background_deferrals: AtomicU64,
 }
 
 impl CoordinatorStats {

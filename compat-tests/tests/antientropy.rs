@@ -107,3 +107,34 @@ fn anti_entropy_repairs_a_replica_with_bytes_proportional_to_the_difference() {
         .sum();
     assert_eq!(repairs, 0);
 }
+
+#[test]
+fn background_work_backs_off_under_foreground_load() {
+    let cluster = Cluster::start(
+        3,
+        QUORUM,
+        &[
+            "--anti-entropy-interval-ms",
+            "20",
+            "--background-max-foreground",
+            "0",
+        ],
+    );
+    // Under a steady pipelined load, rounds find requests in flight and skip.
+    let mut a = cluster.node(0).client();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(2) {
+        let mut pipe = redis::pipe();
+        for i in 0..500 {
+            pipe.cmd("GET").arg(format!("load:{i}")).ignore();
+        }
+        let () = pipe.query(&mut a).unwrap();
+    }
+    let deferred = info_field(cluster.node(0), "background_deferrals");
+    assert!(deferred > 0, "no background round was deferred under load");
+    // Idle again: rounds run.
+    let rounds = info_field(cluster.node(0), "anti_entropy_rounds");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(info_field(cluster.node(0), "anti_entropy_rounds") > rounds);
+    eprintln!("{deferred} background rounds deferred under load");
+}

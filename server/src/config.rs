@@ -54,6 +54,9 @@ pub struct Config {
     pub tombstone_gc_interval_ms: u64,
     /// Age a key's newest tombstone must reach before it may be collected.
     pub tombstone_grace_ms: u64,
+    /// Background work skips its round while more client requests than this
+    /// are in flight on the node (the background budget).
+    pub background_max_foreground: usize,
     /// Where the storage engine keeps its files.
     pub data_dir: PathBuf,
     /// `sled` (on disk, default) or `memory`.
@@ -114,6 +117,7 @@ impl Default for Config {
             anti_entropy_partitions: 16,
             tombstone_gc_interval_ms: 5_000,
             tombstone_grace_ms: 60_000,
+            background_max_foreground: 64,
             data_dir: PathBuf::from("./data"),
             engine: "sled".into(),
             durability: "periodic".into(),
@@ -287,6 +291,10 @@ impl Config {
                 self.tombstone_gc_interval_ms.to_string(),
             ),
             ("tombstone-grace-ms", self.tombstone_grace_ms.to_string()),
+            (
+                "background-max-foreground",
+                self.background_max_foreground.to_string(),
+            ),
             ("data-dir", self.data_dir.display().to_string()),
             ("engine", self.engine.clone()),
             ("durability", self.durability.clone()),

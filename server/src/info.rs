@@ -139,6 +139,11 @@ fn section_text(state: &ServerState, section: &str, out: &mut String) {
                     line("hints_stored", &hs.stored.load(Ordering::Relaxed));
                     line("hints_delivered", &hs.delivered.load(Ordering::Relaxed));
                     line("hints_dropped", &hs.dropped.load(Ordering::Relaxed));
+                    line("foreground_in_flight", &node.foreground_in_flight());
+                    line(
+                        "background_max_foreground",
+                        &node.config().background_max_foreground,
+                    );
                 }
                 None => line("mode", &"single-node"),
             }
@@ -193,6 +198,10 @@ fn section_text(state: &ServerState, section: &str, out: &mut String) {
             line(
                 "tombstones_collected",
                 &CoordinatorStats::get(&cs.tombstones_collected),
+            );
+            line(
+                "background_deferrals",
+                &CoordinatorStats::get(&cs.background_deferrals),
             );
         }
     }

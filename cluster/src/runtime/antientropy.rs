@@ -106,7 +106,9 @@ impl Node {
         ticker.tick().await;
         loop {
             ticker.tick().await;
-            self.anti_entropy_round().await;
+            if self.background_may_run() {
+                self.anti_entropy_round().await;
+            }
         }
     }
 

@@ -11,7 +11,10 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex, RwLock},
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, Mutex, RwLock,
+    },
     time::Duration,
 };
 
@@ -70,6 +73,9 @@ pub struct ClusterConfig {
     pub anti_entropy_interval: Duration,
     /// Time between tombstone-collection passes.
     pub tombstone_gc_interval: Duration,
+    /// Background work (handoff, anti-entropy, tombstone collection) skips
+    /// its round while more client requests than this are in flight here.
+    pub background_max_foreground: usize,
     /// A key's newest tombstone must be this old before it is collected, so
     /// no message still in flight can carry an older version back.
     pub tombstone_grace: Duration,
@@ -130,6 +136,23 @@ pub struct Node {
     view: RwLock<Arc<View>>,
     pool: PeerPool,
     health: Mutex<HashMap<NodeId, PeerHealth>>,
+    foreground: AtomicUsize,
+}
+
+/// Counts a client request as in flight while it lives.
+struct Foreground<'a>(&'a AtomicUsize);
+
+impl<'a> Foreground<'a> {
+    fn enter(counter: &'a AtomicUsize) -> Foreground<'a> {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Foreground(counter)
+    }
+}
+
+impl Drop for Foreground<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 const MEMBERSHIP_KEY: &str = "membership";
@@ -185,6 +208,7 @@ impl Node {
             me,
             pool,
             health: Mutex::new(HashMap::new()),
+            foreground: AtomicUsize::new(0),
         };
         node.persist();
         Ok(node)
@@ -335,6 +359,7 @@ impl Node {
 
     /// `get(key)`: the merged sibling set of R replicas.
     pub async fn get(self: &Arc<Self>, key: &[u8]) -> Result<Siblings, ClusterError> {
+        let _foreground = Foreground::enter(&self.foreground);
         CoordinatorStats::bump(&self.replica.stats().reads);
         let plan = self.plan(key);
         let mut targets = plan.nodes();
@@ -370,6 +395,7 @@ impl Node {
         write: Write,
         now_ms: u64,
     ) -> Result<Siblings, ClusterError> {
+        let _foreground = Foreground::enter(&self.foreground);
         let plan = self.plan(key);
         if plan.is_owner(self.me) {
             let (_, stored) = self.replica.write(key, now_ms, |_| (Some(write), ()))?;
@@ -388,6 +414,7 @@ impl Node {
         now_ms: u64,
         decide: impl FnOnce(&Siblings) -> (Option<Write>, R) + Send,
     ) -> Result<R, ClusterError> {
+        let _foreground = Foreground::enter(&self.foreground);
         let plan = self.plan(key);
         if plan.is_owner(self.me) {
             let (result, stored) = self.replica.write(key, now_ms, decide)?;
@@ -689,6 +716,23 @@ impl Node {
         Ok(state)
     }
 
+    /// Client requests in flight on this node.
+    pub fn foreground_in_flight(&self) -> usize {
+        self.foreground.load(Ordering::Relaxed)
+    }
+
+    /// Admission control for background work: false (and counted) while
+    /// more than `background-max-foreground` client requests are in flight.
+    /// In-flight requests are throughput times latency, so this backs off as
+    /// foreground latency rises under load.
+    pub(crate) fn background_may_run(&self) -> bool {
+        if self.foreground_in_flight() <= self.config.background_max_foreground {
+            return true;
+        }
+        CoordinatorStats::bump(&self.replica.stats().background_deferrals);
+        false
+    }
+
     /// One hinted-handoff round: offers up to `hint-batch` hints, from
     /// `cursor` on, to their owners that are up; removes those acknowledged.
     /// Returns where the next round continues.
@@ -742,7 +786,9 @@ impl Node {
         let mut cursor = Vec::new();
         loop {
             ticker.tick().await;
-            cursor = self.deliver_hints(cursor).await;
+            if self.background_may_run() {
+                cursor = self.deliver_hints(cursor).await;
+            }
         }
     }
 

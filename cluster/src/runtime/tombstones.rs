@@ -109,7 +109,9 @@ impl Node {
         let mut cursor = 0;
         loop {
             ticker.tick().await;
-            cursor = self.collect_tombstones(cursor).await;
+            if self.background_may_run() {
+                cursor = self.collect_tombstones(cursor).await;
+            }
         }
     }
 }
