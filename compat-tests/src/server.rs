@@ -405,6 +405,18 @@ impl Server {
         self.spawn();
     }
 
+    /// Kills the server, deletes its data directory (a lost disk), and starts
+    /// it again on the same address with `extra` arguments added.
+    pub fn restart_wiped(&mut self, extra: &[&str]) {
+        if self.child.is_some() {
+            self.kill9();
+        }
+        std::fs::remove_dir_all(&self.data_dir).expect("wiping the data dir");
+        std::fs::create_dir_all(&self.data_dir).expect("recreating the data dir");
+        self.args.extend(extra.iter().map(|s| s.to_string()));
+        self.spawn();
+    }
+
     /// Everything the server wrote to stdout/stderr so far.
     pub fn log(&self) -> String {
         String::from_utf8_lossy(&std::fs::read(&self.log_path).unwrap_or_default()).into_owned()

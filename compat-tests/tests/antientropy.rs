@@ -138,3 +138,51 @@ fn background_work_backs_off_under_foreground_load() {
     assert!(info_field(cluster.node(0), "anti_entropy_rounds") > rounds);
     eprintln!("{deferred} background rounds deferred under load");
 }
+
+#[test]
+fn a_node_rebuilt_on_an_empty_disk_gets_its_partitions_back() {
+    const KEYS: usize = 2_000;
+    let mut cluster = Cluster::start(
+        3,
+        QUORUM,
+        &[
+            "--q",
+            "64",
+            "--anti-entropy-interval-ms",
+            "100",
+            "--anti-entropy-partitions",
+            "64",
+        ],
+    );
+    {
+        let mut a = cluster.node(0).client();
+        let mut pipe = redis::pipe();
+        for i in 0..KEYS {
+            pipe.cmd("SET").arg(format!("k:{i}")).arg(i).ignore();
+        }
+        let () = pipe.query(&mut a).unwrap();
+    }
+    let id = compat_tests::status_of(cluster.node(2))["node_id"].clone();
+    // The disk is lost; the node comes back empty under its old member id.
+    cluster.nodes[2].restart_wiped(&["--node-id", &id]);
+    let fresh = compat_tests::status_of(cluster.node(2));
+    assert_eq!(fresh["node_id"], id);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let keys: usize = compat_tests::status_of(cluster.node(2))["keys"]
+            .parse()
+            .unwrap();
+        if keys == KEYS {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "rebuilt node holds {keys} of {KEYS} keys after 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for i in (0..KEYS).step_by(97) {
+        assert!(holds(cluster.node(2), &format!("k:{i}")));
+    }
+    assert_eq!(compat_tests::status_of(cluster.node(0))["members"], "3");
+}

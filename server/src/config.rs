@@ -21,6 +21,9 @@ pub struct Config {
     pub peer_port: Option<u16>,
     /// Nodes only talk to nodes of the same cluster name.
     pub cluster_name: String,
+    /// This node's member id (16 hex digits); empty: the id stored with the
+    /// data. Set it to rebuild a node on an empty disk in its old place.
+    pub node_id: String,
     /// Peer addresses (host:peer-port) to contact to join a cluster.
     pub seeds: Vec<String>,
     /// Address other nodes reach this one at (default: `bind`, or 127.0.0.1
@@ -102,6 +105,7 @@ impl Default for Config {
             port: 6379,
             peer_port: None,
             cluster_name: "dynamo".into(),
+            node_id: String::new(),
             seeds: Vec::new(),
             announce_ip: String::new(),
             q: 256,
@@ -142,6 +146,7 @@ impl Default for Config {
 /// Options whose values are text even when they look like numbers.
 const TEXT_OPTIONS: &[&str] = &[
     "bind",
+    "node-id",
     "cluster-name",
     "announce-ip",
     "data-dir",
@@ -264,6 +269,7 @@ impl Config {
             ("port", self.port.to_string()),
             ("peer-port", self.peer_port().to_string()),
             ("cluster-name", self.cluster_name.clone()),
+            ("node-id", self.node_id.clone()),
             ("seeds", self.seeds.join(",")),
             ("announce-ip", self.announce_ip().to_string()),
             ("q", self.q.to_string()),
@@ -330,6 +336,20 @@ impl Config {
         self.n > 1 || !self.seeds.is_empty()
     }
 
+    /// The pinned member id, if any.
+    pub fn pinned_node_id(&self) -> Result<Option<u64>, String> {
+        if self.node_id.is_empty() {
+            return Ok(None);
+        }
+        match u64::from_str_radix(&self.node_id, 16) {
+            Ok(id) if id != 0 && self.node_id.len() <= 16 => Ok(Some(id)),
+            _ => Err(format!(
+                "bad value for option 'node-id': '{}' is not 1-16 hex digits (and not 0)",
+                self.node_id
+            )),
+        }
+    }
+
     /// The IP address peers reach this node at.
     pub fn announce_ip(&self) -> String {
         if !self.announce_ip.is_empty() {
@@ -380,6 +400,7 @@ impl Config {
                 "bad value for option 'read-repair-chance': must be between 0 and 1".into(),
             );
         }
+        self.pinned_node_id()?;
         if self.cluster_name.is_empty() || self.cluster_name.len() > 128 {
             return Err("bad value for option 'cluster-name': must be 1-128 characters".into());
         }

@@ -120,7 +120,9 @@ async fn start_cluster(
     let replica = Arc::new(replica);
     let announce = config.announce_ip();
     let identity = Identity {
-        node_id: replica.node_id(),
+        node_id: config
+            .pinned_node_id()?
+            .unwrap_or_else(|| replica.node_id()),
         cluster_name: config.cluster_name.clone(),
         max_frame_bytes: config
             .max_value_bytes
@@ -129,6 +131,7 @@ async fn start_cluster(
             .clamp(16 << 20, 1 << 30),
     };
     let cluster_config = ClusterConfig {
+        node_id: config.pinned_node_id()?,
         cluster_name: config.cluster_name.clone(),
         n: config.n,
         r: config.r,

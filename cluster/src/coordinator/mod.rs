@@ -12,9 +12,10 @@
 //! and repair stale replicas afterwards; writes are coordinated by an owner of
 //! the key (which creates the dot) and acknowledged after W replicas stored
 //! them. Read-modify-write commands use [`Coordinator::update`]: atomic under
-//! a stripe lock on one node, and on a cluster run by the coordinating owner
-//! on its local state (not isolated across coordinators: concurrent updates
-//! become siblings instead of being serialised).
+//! a stripe lock on one node; on a cluster they start from a quorum read
+//! (which sees every acknowledged write, as R + W > N) and are not isolated
+//! across coordinators: concurrent updates become siblings instead of being
+//! serialised.
 //!
 //! CAVEATS:
 //! - KEYS, SCAN and DBSIZE on a cluster combine every node's local store; they
@@ -169,9 +170,12 @@ impl Coordinator {
         &self.replica
     }
 
-    /// This node's id.
+    /// This node's id: its member id in a cluster (see `node-id`), else the
+    /// id its dots carry.
     pub fn node_id(&self) -> NodeId {
-        self.replica.node_id()
+        self.node
+            .as_ref()
+            .map_or_else(|| self.replica.node_id(), |n| n.id())
     }
 
     /// The settings in force.

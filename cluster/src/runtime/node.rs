@@ -41,6 +41,8 @@ use crate::{
 /// How a node takes part in the cluster.
 #[derive(Debug, Clone)]
 pub struct ClusterConfig {
+    /// This node's member id, if pinned (`node-id`); else the store's id.
+    pub node_id: Option<NodeId>,
     /// Nodes only talk to nodes with the same name.
     pub cluster_name: String,
     /// Replicas per key (N).
@@ -166,7 +168,11 @@ impl Node {
         hints: Arc<HintStore>,
         pool: PeerPool,
     ) -> Result<Node, ClusterError> {
-        let me = replica.node_id();
+        // The member id: pinned by the operator (a node rebuilt on an empty
+        // disk keeps its place in the ring), else the store's own id. Dots
+        // always use the store's id, which is new with every new store, so
+        // a rebuilt node never reissues an old dot.
+        let me = config.node_id.unwrap_or_else(|| replica.node_id());
         let stored = replica.engine().meta_get(MEMBERSHIP_KEY)?;
         let persisted = stored.and_then(|raw| match ClusterState::decode(&raw) {
             Ok(state) if state.cluster_name() == config.cluster_name => Some(state),
@@ -405,9 +411,10 @@ impl Node {
         self.forward(key, write, &plan).await
     }
 
-    /// Read-modify-write: on an owner, `decide` sees the local state; on any
-    /// other node it sees a quorum read, and the write goes to an owner with
-    /// the read's context. Not isolated across nodes.
+    /// Read-modify-write: `decide` sees a quorum read (on an owner, merged
+    /// into its replica first, and the write is coordinated here; on any
+    /// other node the write goes to an owner with the read's context). Not
+    /// isolated across nodes: concurrent updates become siblings.
     pub async fn update<R: Send>(
         self: &Arc<Self>,
         key: &[u8],
@@ -417,6 +424,12 @@ impl Node {
         let _foreground = Foreground::enter(&self.foreground);
         let plan = self.plan(key);
         if plan.is_owner(self.me) {
+            // A quorum read first (R + W > N: it sees every acknowledged
+            // write), folded into our replica, so `decide` starts from it.
+            let current = self.get(key).await?;
+            if !current.is_empty() {
+                self.replica.merge(key, &current, now_ms)?;
+            }
             let (result, stored) = self.replica.write(key, now_ms, decide)?;
             if let Some(stored) = stored {
                 self.replicate(key, stored, &plan).await?;
