@@ -138,6 +138,10 @@ async fn cluster_admin(state: &ServerState, node: &Arc<Node>, cmd: DynamoCmd) ->
     Ok(match cmd {
         DynamoCmd::Status => {
             let config = node.config();
+            let stats = node.replica().stats();
+            let stat = |c: &std::sync::atomic::AtomicU64| {
+                Reply::Int(c.load(std::sync::atomic::Ordering::Relaxed) as i64)
+            };
             let up = cluster
                 .members()
                 .values()
@@ -164,6 +168,18 @@ async fn cluster_admin(state: &ServerState, node: &Arc<Node>, cmd: DynamoCmd) ->
                 (text("fair_share"), Reply::Double(ring.fair_share(me))),
                 (text("keys"), Reply::Int(state.coordinator.stored_keys() as i64)),
                 (text("hints_pending"), Reply::Int(node.hints().total() as i64)),
+                (text("hints_delivered"), stat(&node.hints().stats().delivered)),
+                (text("read_repairs"), stat(&stats.read_repairs)),
+                (text("anti_entropy_rounds"), stat(&stats.ae_rounds)),
+                (text("anti_entropy_keys_repaired"), stat(&stats.ae_keys_repaired)),
+                (text("anti_entropy_bytes"), stat(&stats.ae_bytes)),
+                (text("tombstones_pending"), stat(&stats.tombstones_pending)),
+                (text("tombstones_collected"), stat(&stats.tombstones_collected)),
+                (
+                    text("background_max_foreground"),
+                    Reply::Int(config.background_max_foreground as i64),
+                ),
+                (text("background_deferrals"), stat(&stats.background_deferrals)),
                 (text("transfers"), Reply::Array(Vec::new())),
             ])
         }
