@@ -186,3 +186,30 @@ fn a_node_rebuilt_on_an_empty_disk_gets_its_partitions_back() {
     }
     assert_eq!(compat_tests::status_of(cluster.node(0))["members"], "3");
 }
+
+#[test]
+fn with_the_hint_holder_dead_too_anti_entropy_alone_repairs_the_replica() {
+    let mut cluster = Cluster::start(3, QUORUM, &["--anti-entropy-interval-ms", "200"]);
+    cluster.nodes[2].kill9();
+    {
+        let mut a = cluster.node(0).client();
+        for i in 0..50 {
+            let _: () = q(&mut a, &["SET", &format!("lost-hint:{i}"), "v"]);
+        }
+    }
+    // The coordinator, holding every hint for the dead node, dies as well.
+    cluster.nodes[0].kill9();
+    cluster.nodes[2].restart();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !(0..50).all(|i| holds(cluster.node(2), &format!("lost-hint:{i}"))) {
+        assert!(
+            Instant::now() < deadline,
+            "anti-entropy did not repair the replica in 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        info_field(cluster.node(2), "anti_entropy_keys_repaired") > 0
+            || info_field(cluster.node(1), "anti_entropy_keys_repaired") > 0
+    );
+}
