@@ -118,6 +118,8 @@ fn background_work_backs_off_under_foreground_load() {
             "20",
             "--background-max-foreground",
             "0",
+            "--background-max-replica-rate",
+            "1",
         ],
     );
     // Under a steady pipelined load, rounds find requests in flight and skip.
@@ -132,6 +134,13 @@ fn background_work_backs_off_under_foreground_load() {
     }
     let deferred = info_field(cluster.node(0), "background_deferrals");
     assert!(deferred > 0, "no background round was deferred under load");
+    // Node 1 has no clients, but serves replica reads for node 0's: it
+    // slows its background work down too.
+    let replica_deferred = info_field(cluster.node(1), "background_deferrals");
+    assert!(
+        replica_deferred > 0,
+        "a busy replica did not slow its background work"
+    );
     // Idle again: rounds run.
     let rounds = info_field(cluster.node(0), "anti_entropy_rounds");
     std::thread::sleep(Duration::from_millis(500));

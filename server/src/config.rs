@@ -60,6 +60,9 @@ pub struct Config {
     /// Background work skips its round while more client requests than this
     /// are in flight on the node (the background budget).
     pub background_max_foreground: usize,
+    /// Background work slows to one round in eight while the node serves
+    /// more replica requests per second than this for other nodes.
+    pub background_max_replica_rate: u64,
     /// Where the storage engine keeps its files.
     pub data_dir: PathBuf,
     /// `sled` (on disk, default) or `memory`.
@@ -122,6 +125,7 @@ impl Default for Config {
             tombstone_gc_interval_ms: 5_000,
             tombstone_grace_ms: 60_000,
             background_max_foreground: 64,
+            background_max_replica_rate: 2_000,
             data_dir: PathBuf::from("./data"),
             engine: "sled".into(),
             durability: "periodic".into(),
@@ -300,6 +304,10 @@ impl Config {
             (
                 "background-max-foreground",
                 self.background_max_foreground.to_string(),
+            ),
+            (
+                "background-max-replica-rate",
+                self.background_max_replica_rate.to_string(),
             ),
             ("data-dir", self.data_dir.display().to_string()),
             ("engine", self.engine.clone()),

@@ -144,6 +144,11 @@ fn section_text(state: &ServerState, section: &str, out: &mut String) {
                         "background_max_foreground",
                         &node.config().background_max_foreground,
                     );
+                    line(
+                        "background_max_replica_rate",
+                        &node.config().background_max_replica_rate,
+                    );
+                    line("replica_requests_per_sec", &(node.replica_rate() as u64));
                 }
                 None => line("mode", &"single-node"),
             }

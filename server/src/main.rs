@@ -150,6 +150,7 @@ async fn start_cluster(
         tombstone_gc_interval: Duration::from_millis(config.tombstone_gc_interval_ms),
         tombstone_grace: Duration::from_millis(config.tombstone_grace_ms),
         background_max_foreground: config.background_max_foreground,
+        background_max_replica_rate: config.background_max_replica_rate,
         fallback_acks_count: config.fallback_acks_count,
         gossip_interval: Duration::from_millis(config.gossip_interval_ms),
     };

@@ -12,7 +12,7 @@
 use std::{
     collections::HashMap,
     sync::{
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
         Arc, Mutex, RwLock,
     },
     time::Duration,
@@ -78,6 +78,9 @@ pub struct ClusterConfig {
     /// Background work (handoff, anti-entropy, tombstone collection) skips
     /// its round while more client requests than this are in flight here.
     pub background_max_foreground: usize,
+    /// Background work runs one round in eight while this node serves more
+    /// replica requests per second than this for other nodes' clients.
+    pub background_max_replica_rate: u64,
     /// A key's newest tombstone must be this old before it is collected, so
     /// no message still in flight can carry an older version back.
     pub tombstone_grace: Duration,
@@ -139,6 +142,16 @@ pub struct Node {
     pool: PeerPool,
     health: Mutex<HashMap<NodeId, PeerHealth>>,
     foreground: AtomicUsize,
+    replica_served: AtomicU64,
+    load_sample: Mutex<LoadSample>,
+    background_ticks: AtomicU64,
+}
+
+/// The replica request rate, sampled for the background budget.
+struct LoadSample {
+    at: std::time::Instant,
+    served: u64,
+    rate: f64,
 }
 
 /// Counts a client request as in flight while it lives.
@@ -215,6 +228,13 @@ impl Node {
             pool,
             health: Mutex::new(HashMap::new()),
             foreground: AtomicUsize::new(0),
+            replica_served: AtomicU64::new(0),
+            load_sample: Mutex::new(LoadSample {
+                at: std::time::Instant::now(),
+                served: 0,
+                rate: 0.0,
+            }),
+            background_ticks: AtomicU64::new(0),
         };
         node.persist();
         Ok(node)
@@ -734,12 +754,32 @@ impl Node {
         self.foreground.load(Ordering::Relaxed)
     }
 
-    /// Admission control for background work: false (and counted) while
-    /// more than `background-max-foreground` client requests are in flight.
-    /// In-flight requests are throughput times latency, so this backs off as
-    /// foreground latency rises under load.
+    /// Replica requests served for other nodes' clients per second, over
+    /// the last 200 ms or more.
+    pub fn replica_rate(&self) -> f64 {
+        let served = self.replica_served.load(Ordering::Relaxed);
+        let mut sample = self.load_sample.lock().unwrap_or_else(|p| p.into_inner());
+        let elapsed = sample.at.elapsed().as_secs_f64();
+        if elapsed >= 0.2 {
+            sample.rate = served.saturating_sub(sample.served) as f64 / elapsed;
+            sample.at = std::time::Instant::now();
+            sample.served = served;
+        }
+        sample.rate
+    }
+
+    /// Admission control for background work. A round is skipped (and
+    /// counted) while more than `background-max-foreground` client requests
+    /// are in flight here (in flight = throughput x latency, so this backs off
+    /// as foreground latency rises), and runs only one time in eight while
+    /// this node serves more than `background-max-replica-rate` replica
+    /// requests per second for other nodes' clients, so a sync slows down
+    /// under load but still progresses.
     pub(crate) fn background_may_run(&self) -> bool {
-        if self.foreground_in_flight() <= self.config.background_max_foreground {
+        let busy_here = self.foreground_in_flight() > self.config.background_max_foreground;
+        let busy_replica = self.replica_rate() > self.config.background_max_replica_rate as f64;
+        let tick = self.background_ticks.fetch_add(1, Ordering::Relaxed);
+        if !busy_here && (!busy_replica || tick.is_multiple_of(8)) {
             return true;
         }
         CoordinatorStats::bump(&self.replica.stats().background_deferrals);
@@ -983,6 +1023,16 @@ impl Node {
 
 impl PeerHandler for Arc<Node> {
     fn handle(&self, _from: NodeId, request: Request) -> Handled {
+        if matches!(
+            request,
+            Request::Read { .. }
+                | Request::Merge { .. }
+                | Request::HintedMerge { .. }
+                | Request::Coordinate { .. }
+        ) {
+            // Replica work for other nodes' clients: foreground load too.
+            self.replica_served.fetch_add(1, Ordering::Relaxed);
+        }
         match request {
             Request::Coordinate { key, write } => {
                 Handled::Later(Box::pin(self.clone().coordinate(key, write)))
