@@ -41,6 +41,13 @@ use crate::{
 /// Most keys one ReadMany / MergeMany message carries.
 pub const MAX_KEYS_PER_MESSAGE: usize = 256;
 
+/// Keys moved per step of a repair; between steps the exchange yields to
+/// foreground traffic when the node is busy.
+const KEYS_PER_STEP: usize = 64;
+
+/// How long a repair step waits when the node is busy.
+const BUSY_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// What one exchange did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct SyncReport {
@@ -242,7 +249,8 @@ impl Node {
             .filter(|(k, d)| theirs_map.get(k) != Some(d))
             .map(|(k, _)| k.clone())
             .collect();
-        for chunk in pull.chunks(MAX_KEYS_PER_MESSAGE) {
+        for chunk in pull.chunks(KEYS_PER_STEP) {
+            self.pace().await;
             let request = Request::ReadMany {
                 keys: chunk.to_vec(),
             };
@@ -255,7 +263,8 @@ impl Node {
                 }
             }
         }
-        for chunk in push.chunks(MAX_KEYS_PER_MESSAGE) {
+        for chunk in push.chunks(KEYS_PER_STEP) {
+            self.pace().await;
             let entries: Vec<(Bytes, Siblings)> = chunk
                 .iter()
                 .filter_map(|k| Some((k.clone(), self.replica().read(k).ok()?)))
@@ -270,6 +279,17 @@ impl Node {
             }
         }
         Ok(())
+    }
+
+    /// Waits while the node is busy with foreground work (the background
+    /// budget applied inside a long exchange, not only between rounds).
+    async fn pace(&self) {
+        for _ in 0..20 {
+            if self.background_may_run() {
+                return;
+            }
+            tokio::time::sleep(BUSY_PAUSE).await;
+        }
     }
 
     fn merge_local(&self, key: &[u8], state: &Siblings) -> bool {
