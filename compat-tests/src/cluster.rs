@@ -126,3 +126,38 @@ fn text(value: &redis::Value) -> String {
         other => format!("{other:?}"),
     }
 }
+
+/// Waits until `check` holds, polling every 50 ms; panics naming `what`
+/// after `timeout`.
+pub fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A numeric field of `node`'s `INFO dynamo`; panics if it is missing.
+pub fn info_field(node: &Server, name: &str) -> u64 {
+    let mut con = node.client();
+    let info: String = redis::cmd("INFO")
+        .arg("dynamo")
+        .query(&mut con)
+        .expect("INFO dynamo");
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}:")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in INFO dynamo:\n{info}"))
+}
+
+/// Whether `node`'s own store holds a live value for `key`
+/// (`DYNAMO LOCALGET`).
+pub fn holds(node: &Server, key: &str) -> bool {
+    let mut con = node.client();
+    let (_, values): (Vec<u8>, Vec<Vec<u8>>) = redis::cmd("DYNAMO")
+        .arg("LOCALGET")
+        .arg(key)
+        .query(&mut con)
+        .expect("DYNAMO LOCALGET");
+    !values.is_empty()
+}

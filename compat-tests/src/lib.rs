@@ -22,7 +22,9 @@ mod server;
 mod tools;
 
 pub use client::{assert_healthy, bulk, cmd, err_line, expect_err, now_ms, q, qerr, qv, status};
-pub use cluster::{peer_addr, status_of, Cluster, Status, CONVERGE_TIMEOUT};
+pub use cluster::{
+    holds, info_field, peer_addr, status_of, wait_for, Cluster, Status, CONVERGE_TIMEOUT,
+};
 pub use raw::{encode_command, RawConn, Reply};
 pub use server::{
     binary, pick_address, run_to_exit, Server, EXIT_TIMEOUT, IO_TIMEOUT, READY_TIMEOUT,

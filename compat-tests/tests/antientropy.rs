@@ -4,22 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use compat_tests::{q, Cluster};
+use compat_tests::{holds, info_field, q, Cluster};
 
 const QUORUM: (usize, usize, usize) = (3, 2, 2);
-
-fn info_field(node: &compat_tests::Server, name: &str) -> u64 {
-    let info: String = q(&mut node.client(), &["INFO", "dynamo"]);
-    info.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name}:")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in INFO dynamo:\n{info}"))
-}
-
-fn holds(node: &compat_tests::Server, key: &str) -> bool {
-    let (_, values): (Vec<u8>, Vec<String>) = q(&mut node.client(), &["DYNAMO", "LOCALGET", key]);
-    !values.is_empty()
-}
 
 #[test]
 fn anti_entropy_repairs_a_replica_with_bytes_proportional_to_the_difference() {

@@ -2,9 +2,9 @@
 //! serves any key, quorums, siblings across coordinators, a killed node,
 //! read repair checked on the repaired replica's own store.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use compat_tests::{q, qerr, status_of, Cluster};
+use compat_tests::{q, qerr, status_of, wait_for, Cluster};
 use redis::Value;
 
 const QUORUM: (usize, usize, usize) = (3, 2, 2);
@@ -14,14 +14,6 @@ fn dget(con: &mut redis::Connection, parts: &[&str]) -> (Vec<u8>, Vec<String>) {
     let (context, mut values): (Vec<u8>, Vec<String>) = q(con, parts);
     values.sort();
     (context, values)
-}
-
-fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]

@@ -4,31 +4,10 @@
 
 use std::time::{Duration, Instant};
 
-use compat_tests::{q, Cluster};
+use compat_tests::{holds, info_field, q, wait_for, Cluster};
 
 const QUORUM: (usize, usize, usize) = (3, 2, 2);
 const FAST_HANDOFF: &[&str] = &["--hint-delivery-interval-ms", "200"];
-
-fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn info_field(node: &compat_tests::Server, name: &str) -> u64 {
-    let info: String = q(&mut node.client(), &["INFO", "dynamo"]);
-    info.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name}:")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in INFO dynamo:\n{info}"))
-}
-
-fn holds(node: &compat_tests::Server, key: &str) -> bool {
-    let (_, values): (Vec<u8>, Vec<String>) = q(&mut node.client(), &["DYNAMO", "LOCALGET", key]);
-    !values.is_empty()
-}
 
 #[test]
 fn a_restarted_replica_gets_every_write_it_missed_from_hints() {

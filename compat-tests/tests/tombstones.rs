@@ -2,9 +2,9 @@
 //! them and no hint is pending, and a deleted key never comes back, even
 //! when a replica holding the old value was down during the delete.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use compat_tests::{q, status_of, Cluster};
+use compat_tests::{q, status_of, wait_for, Cluster};
 
 const QUORUM: (usize, usize, usize) = (3, 2, 2);
 const FAST_GC: &[&str] = &[
@@ -17,14 +17,6 @@ const FAST_GC: &[&str] = &[
     "--hint-delivery-interval-ms",
     "200",
 ];
-
-fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 fn stored_keys(node: &compat_tests::Server) -> u64 {
     status_of(node)["keys"].parse().unwrap()
