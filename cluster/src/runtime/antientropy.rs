@@ -2,7 +2,7 @@
 //! partition compare hash trees and exchange only the keys that differ.
 //!
 //! Each round this node picks a random live peer it shares partitions with
-//! and:
+//! (among those with a higher id: each pair is synced by one side) and:
 //! 1. compares one hash over the Merkle roots of all shared partitions (16
 //!    bytes: replicas in sync stop here), and if it differs, the roots
 //!    themselves (16 bytes per partition);
@@ -94,7 +94,14 @@ impl Node {
     /// partitions with this node; `None` if there is none.
     pub async fn anti_entropy_round(self: &Arc<Self>) -> Option<SyncReport> {
         let shared = self.shared_partitions();
-        let mut peers: Vec<NodeId> = shared.keys().copied().filter(|p| self.is_up(*p)).collect();
+        // Each pair of replicas is synced by one side only (the lower id):
+        // an exchange repairs both ways, so the other side would only repeat
+        // it, moving the same keys twice.
+        let mut peers: Vec<NodeId> = shared
+            .keys()
+            .copied()
+            .filter(|p| *p > self.id() && self.is_up(*p))
+            .collect();
         peers.sort_unstable();
         let peer = *peers.get(fastrand::usize(..peers.len().max(1)))?;
         match self.sync_with(peer, &shared[&peer]).await {
