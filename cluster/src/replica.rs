@@ -164,7 +164,7 @@ impl Replica {
     ) -> Result<(R, Option<Siblings>), ClusterError> {
         let skey = keyspace::storage_key(key);
         let _guard = self.lock(&skey);
-        let current = self.load(&skey)?;
+        let (current, digest) = self.load_for_write(&skey)?;
         let (write, result) = decide(&current);
         let Some(mut write) = write else {
             return Ok((result, None));
@@ -189,7 +189,7 @@ impl Replica {
         }
         self.stats.record_siblings(next.live(now_ms).count());
         CoordinatorStats::bump(&self.stats.writes);
-        self.store(&skey, &current, &next, now_ms)?;
+        self.store(&skey, &current, digest, &next, now_ms)?;
         Ok((result, Some(next)))
     }
 
@@ -198,14 +198,14 @@ impl Replica {
     pub fn merge(&self, key: &[u8], remote: &Siblings, now_ms: u64) -> Result<bool, ClusterError> {
         let skey = keyspace::storage_key(key);
         let _guard = self.lock(&skey);
-        let current = self.load(&skey)?;
+        let (current, digest) = self.load_for_write(&skey)?;
         let mut next = current.clone();
         next.merge(remote);
         if next == current {
             return Ok(false);
         }
         CoordinatorStats::bump(&self.stats.merges);
-        self.store(&skey, &current, &next, now_ms)?;
+        self.store(&skey, &current, digest, &next, now_ms)?;
         Ok(true)
     }
 
@@ -218,10 +218,21 @@ impl Replica {
     }
 
     fn load(&self, skey: &[u8]) -> Result<Siblings, ClusterError> {
-        match self.engine.get(skey)? {
-            Some(raw) => Ok(Siblings::decode(&raw)?),
-            None => Ok(Siblings::default()),
-        }
+        Ok(self.load_for_write(skey)?.0)
+    }
+
+    /// The stored state and, when the Merkle trees are kept, the digest of
+    /// its stored bytes (what the tree holds for the key), computed from the
+    /// bytes just read rather than by encoding the state again.
+    fn load_for_write(&self, skey: &[u8]) -> Result<(Siblings, Option<u128>), ClusterError> {
+        let Some(raw) = self.engine.get(skey)? else {
+            return Ok((Siblings::default(), None));
+        };
+        let digest = match (self.merkle.get(), keyspace::split_storage_key(skey)) {
+            (Some(_), Some((_, key))) => Some(merkle::key_digest(key, &raw)),
+            _ => None,
+        };
+        Ok((Siblings::decode(&raw)?, digest))
     }
 
     /// Builds the hash trees of every stored key for a ring of `q` partitions
@@ -304,6 +315,7 @@ impl Replica {
         &self,
         skey: &[u8],
         before: &Siblings,
+        before_digest: Option<u128>,
         next: &Siblings,
         now_ms: u64,
     ) -> Result<(), ClusterError> {
@@ -314,15 +326,13 @@ impl Replica {
         } else {
             i64::from(has_value(next)) - i64::from(has_value(before))
         };
-        let old_digest = |key: &[u8]| existed.then(|| merkle::key_digest(key, &before.encode()));
         if collect {
             if existed {
                 self.engine.delete(skey)?;
                 self.stored_keys.fetch_sub(1, Ordering::Relaxed);
                 CoordinatorStats::bump(&self.stats.keys_collected);
-                if let Some((position, key)) = keyspace::split_storage_key(skey) {
-                    let old = old_digest(key);
-                    self.with_merkle(|f| f.update(position, old, None));
+                if let Some((position, _)) = keyspace::split_storage_key(skey) {
+                    self.with_merkle(|f| f.update(position, before_digest, None));
                 }
             }
         } else {
@@ -333,9 +343,8 @@ impl Replica {
             }
             if self.merkle.get().is_some() {
                 if let Some((position, key)) = keyspace::split_storage_key(skey) {
-                    let old = old_digest(key);
                     let new = Some(merkle::key_digest(key, &encoded));
-                    self.with_merkle(|f| f.update(position, old, new));
+                    self.with_merkle(|f| f.update(position, before_digest, new));
                 }
             }
         }
@@ -380,7 +389,7 @@ impl Replica {
     ) -> Result<bool, ClusterError> {
         let skey = keyspace::storage_key(key);
         let _guard = self.lock(&skey);
-        let current = self.load(&skey)?;
+        let (current, digest) = self.load_for_write(&skey)?;
         if current.is_empty() || current != *expected || current.has_live(now_ms) {
             return Ok(false);
         }
@@ -389,9 +398,8 @@ impl Replica {
         self.value_keys
             .fetch_sub(i64::from(has_value(&current)), Ordering::Relaxed);
         CoordinatorStats::bump(&self.stats.keys_collected);
-        if let Some((position, key)) = keyspace::split_storage_key(&skey) {
-            let old = Some(merkle::key_digest(key, &current.encode()));
-            self.with_merkle(|f| f.update(position, old, None));
+        if let Some((position, _)) = keyspace::split_storage_key(&skey) {
+            self.with_merkle(|f| f.update(position, digest, None));
         }
         Ok(true)
     }
@@ -411,14 +419,14 @@ impl Replica {
             }
             let skey = keyspace::storage_key(&key);
             let _guard = self.lock(&skey);
-            let current = self.load(&skey)?;
+            let (current, digest) = self.load_for_write(&skey)?;
             let mut next_state = current.clone();
             let purged = next_state.purge_expired(now_ms);
             if purged > 0 {
                 self.stats
                     .expired_purged
                     .fetch_add(purged as u64, Ordering::Relaxed);
-                self.store(&skey, &current, &next_state, now_ms)?;
+                self.store(&skey, &current, digest, &next_state, now_ms)?;
             }
         }
         Ok(next)

@@ -11,7 +11,7 @@
 //! owner's own store holds every acknowledged element (no anti-entropy
 //! needed), and no hint is left anywhere.
 
-use std::{collections::BTreeSet, sync::Arc};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use cluster::{
@@ -25,6 +25,9 @@ use cluster::{
     version::{NodeId, Siblings},
     wire::Request,
 };
+
+mod common;
+use common::{elements, encode};
 
 const OWNERS: usize = 3;
 const NODES: usize = 4;
@@ -64,25 +67,6 @@ enum Op {
         age: u32,
     },
     Done,
-}
-
-fn elements(state: &Siblings) -> BTreeSet<u64> {
-    state
-        .live(0)
-        .filter_map(|v| v.value())
-        .flat_map(|v| {
-            std::str::from_utf8(v)
-                .unwrap()
-                .split(',')
-                .filter(|s| !s.is_empty())
-                .map(|s| s.parse::<u64>().unwrap())
-                .collect::<Vec<_>>()
-        })
-        .collect()
-}
-
-fn encode(set: &BTreeSet<u64>) -> Bytes {
-    Bytes::from(set.iter().map(u64::to_string).collect::<Vec<_>>().join(","))
 }
 
 impl Sim {

@@ -11,7 +11,7 @@
 //! meets every write quorum), and after a full exchange all replicas hold the
 //! same state. A failing seed is printed so it can be replayed.
 
-use std::{collections::BTreeSet, sync::Arc};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use cluster::{
@@ -24,6 +24,9 @@ use cluster::{
     version::{NodeId, Siblings},
     wire::Request,
 };
+
+mod common;
+use common::{elements, encode};
 
 const NODES: usize = 3;
 const KEYS: [&str; 2] = ["a", "b"];
@@ -121,25 +124,6 @@ impl Sim {
             other => panic!("unexpected request {other:?}"),
         }
     }
-}
-
-fn elements(state: &Siblings) -> BTreeSet<u64> {
-    state
-        .live(0)
-        .filter_map(|v| v.value())
-        .flat_map(|v| {
-            std::str::from_utf8(v)
-                .unwrap()
-                .split(',')
-                .filter(|s| !s.is_empty())
-                .map(|s| s.parse::<u64>().unwrap())
-                .collect::<Vec<_>>()
-        })
-        .collect()
-}
-
-fn encode(set: &BTreeSet<u64>) -> Bytes {
-    Bytes::from(set.iter().map(u64::to_string).collect::<Vec<_>>().join(","))
 }
 
 /// Runs one seeded history; returns the acknowledged elements per key.
