@@ -56,6 +56,9 @@ pub struct ReplicaConfig {
 const LOCK_STRIPES: usize = 1024;
 const COUNT_PAGE: usize = 1024;
 
+/// A stored entry as the engine holds it: (storage key, encoded state).
+pub type StoredEntry = (Vec<u8>, Vec<u8>);
+
 /// This node's store of sibling sets.
 pub struct Replica {
     engine: Arc<dyn Engine>,
@@ -398,6 +401,82 @@ impl Replica {
         self.value_keys
             .fetch_sub(i64::from(has_value(&current)), Ordering::Relaxed);
         CoordinatorStats::bump(&self.stats.keys_collected);
+        if let Some((position, _)) = keyspace::split_storage_key(&skey) {
+            self.with_merkle(|f| f.update(position, digest, None));
+        }
+        Ok(true)
+    }
+
+    /// Up to `limit` stored entries `(storage key, stored bytes)`, and no
+    /// more than about `max_bytes` (at least one entry), with ring positions
+    /// in `first..=last`, after the storage key `after` (from `first` if
+    /// empty), in storage order, and whether the range may hold more
+    /// (partition transfer and hand-off).
+    pub fn range_page(
+        &self,
+        first: u64,
+        last: u64,
+        after: &[u8],
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<(Vec<StoredEntry>, bool), ClusterError> {
+        let start = keyspace::position_start(first);
+        let from = if after.is_empty() || after < start.as_slice() {
+            start.to_vec()
+        } else {
+            let mut next = after.to_vec();
+            next.push(0);
+            next
+        };
+        let limit = limit.max(1);
+        let page = self.engine.scan_from(&from, limit)?;
+        let full = page.len() == limit;
+        let mut out = Vec::with_capacity(page.len());
+        let mut bytes = 0;
+        for (skey, raw) in page {
+            if !out.is_empty() && bytes + skey.len() + raw.len() > max_bytes {
+                return Ok((out, true));
+            }
+            match keyspace::split_storage_key(&skey) {
+                Some((position, _)) if position > last => return Ok((out, false)),
+                Some(_) => {
+                    bytes += skey.len() + raw.len();
+                    out.push((skey, raw));
+                }
+                None => {}
+            }
+        }
+        Ok((out, full))
+    }
+
+    /// The digest anti-entropy uses of the stored state of `key` (0 if
+    /// none is stored).
+    pub fn digest_of(&self, key: &[u8]) -> Result<u128, ClusterError> {
+        let skey = keyspace::storage_key(key);
+        Ok(self
+            .engine
+            .get(&skey)?
+            .map_or(0, |raw| merkle::key_digest(key, &raw)))
+    }
+
+    /// Removes `key` if its stored state is exactly `expected`, live or not
+    /// (a key handed off to its owners; a concurrent write keeps it here for
+    /// the next round). Returns whether it was removed.
+    pub fn remove_if_unchanged(
+        &self,
+        key: &[u8],
+        expected: &Siblings,
+    ) -> Result<bool, ClusterError> {
+        let skey = keyspace::storage_key(key);
+        let _guard = self.lock(&skey);
+        let (current, digest) = self.load_for_write(&skey)?;
+        if current.is_empty() || current != *expected {
+            return Ok(false);
+        }
+        self.engine.delete(&skey)?;
+        self.stored_keys.fetch_sub(1, Ordering::Relaxed);
+        self.value_keys
+            .fetch_sub(i64::from(has_value(&current)), Ordering::Relaxed);
         if let Some((position, _)) = keyspace::split_storage_key(&skey) {
             self.with_merkle(|f| f.update(position, digest, None));
         }

@@ -295,6 +295,15 @@ impl Ring {
         }
     }
 
+    /// The largest ratio of a member's partitions to its fair share (1.0 is
+    /// perfect balance; 0 for an empty ring).
+    pub fn balance(&self) -> f64 {
+        self.partition_counts()
+            .into_iter()
+            .map(|(node, count)| count as f64 / self.fair_share(node).max(f64::MIN_POSITIVE))
+            .fold(0.0, f64::max)
+    }
+
     /// Whether `members` (normalised) differs from the member set this ring
     /// was balanced for, i.e. whether [`Ring::rebalance`] would change it.
     pub fn needs_rebalance(&self, members: &[(NodeId, u32)]) -> bool {

@@ -44,6 +44,21 @@ pub struct CoordinatorStats {
     pub tombstones_collected: AtomicU64,
     /// Background rounds skipped because foreground load was high.
     pub background_deferrals: AtomicU64,
+    /// Keys this node fetched as a partition's new replica.
+    pub transfer_keys_received: AtomicU64,
+    /// Stored bytes of the keys fetched (as the senders measured them).
+    pub transfer_bytes_received: AtomicU64,
+    /// Keys this node sent to new replicas (states, not digests).
+    pub transfer_keys_sent: AtomicU64,
+    /// Stored bytes of the keys sent.
+    pub transfer_bytes_sent: AtomicU64,
+    /// Partitions this node fetched completely.
+    pub transfer_partitions_done: AtomicU64,
+    /// Keys of partitions this node no longer replicates that it handed to
+    /// their owners (only keys an owner lacked are sent).
+    pub handoff_keys_sent: AtomicU64,
+    /// Keys removed here after every owner was seen to hold them.
+    pub handoff_keys_dropped: AtomicU64,
 }
 
 impl CoordinatorStats {

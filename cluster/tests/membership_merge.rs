@@ -1,11 +1,12 @@
 //! Laws of the gossiped membership state: member merge is a join
 //! (commutative, associative, idempotent), gossip until quiet converges to one
-//! state whose ring is balanced for the union of active members, tombstones
-//! stick, and the encoding round-trips and rejects garbage.
+//! state whose destination ring is balanced for the union of active members,
+//! tombstones stick, transitions complete only through every step, and the
+//! encoding round-trips and rejects garbage.
 
 use std::collections::BTreeMap;
 
-use cluster::membership::{ClusterState, Member, MemberStatus};
+use cluster::membership::{ClusterState, Member, MemberStatus, Phase};
 use cluster::ring::{self, Ring};
 use cluster::version::NodeId;
 use proptest::prelude::*;
@@ -49,11 +50,20 @@ fn state_strategy() -> impl Strategy<Value = ClusterState> {
         1u64..=6,
         1u32..=3,
         prop::collection::vec(member_strategy(), 0..8),
+        prop::collection::vec((0u8..3, 1u64..=6, 0u32..Q as u32), 0..12),
     )
-        .prop_map(|(me, weight, heard)| {
+        .prop_map(|(me, weight, heard, progress)| {
             let mut state = ClusterState::new(CLUSTER, Member::new(me, "p1", "c1", weight), Q);
             for m in heard {
                 state.upsert_member(m);
+            }
+            // Some progress on whatever transition is under way.
+            for (kind, node, partition) in progress {
+                match kind {
+                    0 => state.note_aware(node),
+                    1 => state.note_synced(partition, node),
+                    _ => state.note_reading(node),
+                };
             }
             state
         })
@@ -79,10 +89,11 @@ fn expected_members(states: &[ClusterState]) -> BTreeMap<NodeId, Member> {
     out
 }
 
-/// Checks the ring is exactly balanced for the state's active members.
+/// Checks the ring being moved to is exactly balanced for the state's
+/// active members.
 fn assert_ring_balanced(state: &ClusterState) {
     let weights = state.active_weights();
-    let ring = state.ring();
+    let ring = state.destination();
     assert_eq!(ring.members(), weights.as_slice());
     if weights.is_empty() {
         assert!(ring.is_empty());
@@ -181,11 +192,11 @@ proptest! {
         a.upsert_member(gone.clone());
         let mut b = ClusterState::new(CLUSTER, Member::new(3, "p1", "c1", 1), Q);
         b.upsert_member(stale.clone());
-        prop_assert!(b.ring().contains(2));
+        prop_assert!(b.destination().contains(2));
         for s in [merged(&a, &b), merged(&b, &a)] {
             prop_assert_eq!(s.member(2), Some(&gone));
-            prop_assert!(!s.ring().contains(2));
-            prop_assert!(!s.ring().owners().contains(&2));
+            prop_assert!(!s.destination().contains(2));
+            prop_assert!(!s.destination().owners().contains(&2));
         }
         // Upserting the stale entry directly does not bring it back either.
         prop_assert!(!a.upsert_member(stale));
@@ -194,7 +205,7 @@ proptest! {
         let mut back = Member::new(2, "p1", "c1", weight);
         back.version = removed_at + 1;
         prop_assert!(a.upsert_member(back));
-        prop_assert!(a.ring().contains(2));
+        prop_assert!(a.destination().contains(2));
     }
 
     #[test]
@@ -208,7 +219,7 @@ proptest! {
         long.push(0);
         prop_assert!(ClusterState::decode(&long).is_err());
         let mut other_format = bytes;
-        other_format[0] = 2;
+        other_format[0] = 3;
         prop_assert!(ClusterState::decode(&other_format).is_err());
     }
 
@@ -273,13 +284,47 @@ fn structurally_broken_states_are_rejected() {
     assert!(ClusterState::decode(&[]).is_err());
 }
 
+/// Every node, as the runtime does, records its own progress on the
+/// transition in progress (knows the target; fetched the partitions it
+/// gains; reads from the target once all partitions are in place), then all
+/// gossip; repeated until no transition is left. Returns the rounds taken.
+fn drive_transitions(nodes: &mut [ClusterState], ids: &[NodeId]) -> usize {
+    for round in 1..=10 {
+        if nodes.iter().all(|n| n.transition().is_none()) {
+            gossip_until_quiet(nodes);
+            return round;
+        }
+        for (node, &id) in nodes.iter_mut().zip(ids) {
+            node.note_aware(id);
+            if node.phase() == Some(Phase::Syncing) {
+                let mine: Vec<u32> = node
+                    .pending_moves()
+                    .filter(|m| m.to == id)
+                    .map(|m| m.partition)
+                    .collect();
+                for p in mine {
+                    node.note_synced(p, id);
+                }
+            }
+            if node.phase() >= Some(Phase::SwitchingReads) {
+                node.note_reading(id);
+            }
+        }
+        gossip_until_quiet(nodes);
+    }
+    panic!("transitions did not complete in 10 rounds");
+}
+
 /// Three nodes that each know only themselves, introduced to one another
 /// in a line (2 learns of 1, 3 of 2), gossip in a fixed pattern until they
-/// agree on one ring holding all three.
+/// agree on one target ring holding all three; the transition completes
+/// once every node did its part, and not before.
 #[test]
 fn three_nodes_form_a_cluster() {
-    let mut nodes: Vec<ClusterState> = (1..=3)
-        .map(|id| {
+    let ids = [1, 2, 3];
+    let mut nodes: Vec<ClusterState> = ids
+        .iter()
+        .map(|&id| {
             let me = Member::new(id, &format!("10.0.0.{id}:7000"), "c", 1);
             ClusterState::new(CLUSTER, me, 256)
         })
@@ -300,6 +345,11 @@ fn three_nodes_form_a_cluster() {
             nodes[i].merge(&pulled);
         }
     }
+    // Agreed on where to go, not there yet: reads stay on the old ring.
+    assert_eq!(nodes[0].phase(), Some(Phase::Announced));
+    assert_eq!(nodes[0].read_ring(), nodes[0].ring());
+    assert_eq!(nodes[0].destination().members(), &[(1, 1), (2, 1), (3, 1)]);
+    drive_transitions(&mut nodes, &ids);
     let ring = nodes[0].ring();
     assert_eq!(ring.members(), &[(1, 1), (2, 1), (3, 1)]);
     let counts: Vec<usize> = ring.partition_counts().into_values().collect();
@@ -319,8 +369,70 @@ fn three_nodes_form_a_cluster() {
     let before = nodes[1].clone();
     assert!(!nodes[1].merge(&stale));
     assert_eq!(nodes[1], before);
+    // Node 3 is removed, so nobody waits for it.
+    drive_transitions(&mut nodes[..2], &ids[..2]);
     let ring: &Ring = nodes[1].ring();
     assert_eq!(ring.members(), &[(1, 1), (2, 1)]);
     assert!(!ring.owners().contains(&3));
-    assert!(nodes.iter().all(|n| n.digest() == nodes[1].digest()));
+    assert_eq!(nodes[0].digest(), nodes[1].digest());
+}
+
+/// A transition waits at each step for every member that is not removed:
+/// one node that never learns the target holds it in `Announced`.
+#[test]
+fn a_transition_waits_for_every_member() {
+    let mut a = ClusterState::new(CLUSTER, Member::new(1, "p1", "c", 1), 16);
+    a.upsert_member(Member::new(2, "p2", "c", 1));
+    assert_eq!(a.phase(), Some(Phase::Announced));
+    a.note_aware(1);
+    assert_eq!(a.phase(), Some(Phase::Announced));
+    a.note_aware(2);
+    assert_eq!(a.phase(), Some(Phase::Syncing));
+    let moves = a.moves();
+    assert!(!moves.is_empty() && moves.iter().all(|m| m.to == 2 && m.from == vec![1]));
+    for m in &moves[1..] {
+        a.note_synced(m.partition, 2);
+    }
+    assert_eq!(
+        a.phase(),
+        Some(Phase::Syncing),
+        "one partition still missing"
+    );
+    assert_eq!(a.read_ring(), a.ring());
+    a.note_synced(moves[0].partition, 2);
+    assert_eq!(a.phase(), Some(Phase::SwitchingReads));
+    assert_eq!(a.read_ring(), a.destination());
+    a.note_reading(2);
+    assert!(a.transition().is_some());
+    a.note_reading(1);
+    assert!(a.transition().is_none());
+    assert_eq!(a.ring().members(), &[(1, 1), (2, 1)]);
+}
+
+/// A change during a transition retargets it; synced pairs survive only
+/// where the node is still a new replica of the partition.
+#[test]
+fn a_change_during_a_transition_keeps_only_valid_progress() {
+    let mut a = ClusterState::new(CLUSTER, Member::new(1, "p1", "c", 1), 16);
+    a.set_replicas(1);
+    a.upsert_member(Member::new(2, "p2", "c", 1));
+    a.note_aware(1);
+    a.note_aware(2);
+    let first = a.moves();
+    for m in &first {
+        a.note_synced(m.partition, m.to);
+    }
+    a.upsert_member(Member::new(3, "p3", "c", 1));
+    let t = a.transition().expect("retargeted");
+    assert!(t.aware.is_empty(), "awareness is per target");
+    assert!(!t.synced.is_empty());
+    for &(p, node) in &t.synced {
+        assert_eq!(node, 2);
+        assert_eq!(
+            t.target.owners()[p as usize],
+            2,
+            "kept only where 2 still gains"
+        );
+    }
+    assert_eq!(a.ring().members(), &[(1, 1)], "still serving from node 1");
 }

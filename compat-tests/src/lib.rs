@@ -20,13 +20,17 @@ mod cluster;
 mod raw;
 mod server;
 mod tools;
+mod workload;
 
 pub use client::{assert_healthy, bulk, cmd, err_line, expect_err, now_ms, q, qerr, qv, status};
 pub use cluster::{
-    holds, info_field, peer_addr, status_of, wait_for, Cluster, Status, CONVERGE_TIMEOUT,
+    holds, holds_many, info_field, minimum_moves, moved, node_id, owners_of, owners_of_many,
+    partition_counts, peer_addr, ring_balance, ring_owners, status_of, try_status_of, wait_for,
+    Cluster, Status, CONVERGE_TIMEOUT,
 };
 pub use raw::{encode_command, RawConn, Reply};
 pub use server::{
     binary, pick_address, run_to_exit, Server, EXIT_TIMEOUT, IO_TIMEOUT, READY_TIMEOUT,
 };
 pub use tools::run_tool;
+pub use workload::{check_all_present, SetUnion, SetUnionReport};

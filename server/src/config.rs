@@ -63,6 +63,11 @@ pub struct Config {
     /// Background work slows to one round in eight while the node serves
     /// more replica requests per second than this for other nodes.
     pub background_max_replica_rate: u64,
+    /// Most keys per second a node fetches as a partition's new replica
+    /// after a ring change (0: only the background budget limits it).
+    pub transfer_max_keys_per_sec: u64,
+    /// Keys per page of a partition transfer or hand-off.
+    pub transfer_batch: usize,
     /// Where the storage engine keeps its files.
     pub data_dir: PathBuf,
     /// `sled` (on disk, default) or `memory`.
@@ -126,6 +131,8 @@ impl Default for Config {
             tombstone_grace_ms: 60_000,
             background_max_foreground: 64,
             background_max_replica_rate: 2_000,
+            transfer_max_keys_per_sec: 0,
+            transfer_batch: 512,
             data_dir: PathBuf::from("./data"),
             engine: "sled".into(),
             durability: "periodic".into(),
@@ -309,6 +316,11 @@ impl Config {
                 "background-max-replica-rate",
                 self.background_max_replica_rate.to_string(),
             ),
+            (
+                "transfer-max-keys-per-sec",
+                self.transfer_max_keys_per_sec.to_string(),
+            ),
+            ("transfer-batch", self.transfer_batch.to_string()),
             ("data-dir", self.data_dir.display().to_string()),
             ("engine", self.engine.clone()),
             ("durability", self.durability.clone()),
@@ -398,6 +410,9 @@ impl Config {
         positive("gossip-interval-ms", self.gossip_interval_ms)?;
         positive("hint-delivery-interval-ms", self.hint_delivery_interval_ms)?;
         positive("hint-batch", self.hint_batch as u64)?;
+        if !(1..=4096).contains(&self.transfer_batch) {
+            return Err("bad value for option 'transfer-batch': must be from 1 to 4096".into());
+        }
         positive("anti-entropy-interval-ms", self.anti_entropy_interval_ms)?;
         positive(
             "anti-entropy-partitions",

@@ -149,6 +149,36 @@ fn section_text(state: &ServerState, section: &str, out: &mut String) {
                         &node.config().background_max_replica_rate,
                     );
                     line("replica_requests_per_sec", &(node.replica_rate() as u64));
+                    line("transition", &cluster.phase().map_or("none", |p| p.name()));
+                    line(
+                        "ring_target_version",
+                        &cluster.write_target().map_or(0, |t| t.version()),
+                    );
+                    line("transfers_pending", &cluster.pending_moves().count());
+                    let transfers = node.transfer_local().transfers();
+                    line("transfers_active", &transfers.len());
+                    for t in transfers {
+                        line(
+                            &format!("transfer_{}", t.partition),
+                            &format!(
+                                "from={:016x},keys={},bytes={},percent={:.1},keys_per_sec={:.0},waiting={}",
+                                t.from,
+                                t.keys,
+                                t.bytes,
+                                t.percent,
+                                t.rate,
+                                t.waiting.as_deref().unwrap_or("no")
+                            ),
+                        );
+                    }
+                    line("ring_balance", &format!("{:.3}", cluster.ring().balance()));
+                    let ring = cluster.ring();
+                    for (owner, count) in ring.partition_counts() {
+                        line(
+                            &format!("ring_partitions_{owner:016x}"),
+                            &format!("{count}/{:.1}", ring.fair_share(owner)),
+                        );
+                    }
                 }
                 None => line("mode", &"single-node"),
             }
@@ -208,6 +238,17 @@ fn section_text(state: &ServerState, section: &str, out: &mut String) {
                 "background_deferrals",
                 &CoordinatorStats::get(&cs.background_deferrals),
             );
+            for (name, counter) in [
+                ("transfer_keys_received", &cs.transfer_keys_received),
+                ("transfer_bytes_received", &cs.transfer_bytes_received),
+                ("transfer_keys_sent", &cs.transfer_keys_sent),
+                ("transfer_bytes_sent", &cs.transfer_bytes_sent),
+                ("transfer_partitions_done", &cs.transfer_partitions_done),
+                ("handoff_keys_sent", &cs.handoff_keys_sent),
+                ("handoff_keys_dropped", &cs.handoff_keys_dropped),
+            ] {
+                line(name, &CoordinatorStats::get(counter));
+            }
         }
     }
 }

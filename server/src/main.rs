@@ -153,6 +153,8 @@ async fn start_cluster(
         background_max_replica_rate: config.background_max_replica_rate,
         fallback_acks_count: config.fallback_acks_count,
         gossip_interval: Duration::from_millis(config.gossip_interval_ms),
+        transfer_max_keys_per_sec: config.transfer_max_keys_per_sec,
+        transfer_batch: config.transfer_batch,
     };
     let node = Node::open(
         cluster_config,

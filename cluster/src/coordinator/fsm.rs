@@ -254,10 +254,20 @@ pub struct PutFsm {
     others: Vec<WriteTarget>,
     w: usize,
     fallbacks_count: bool,
-    acks: usize,
+    groups: Vec<AckGroup>,
     answered: Vec<(NodeId, bool)>,
     timed_out: bool,
     replied: bool,
+}
+
+/// A set of replicas that must give W acknowledgements: all targets
+/// normally; during a ring change, the replicas under each ring.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AckGroup {
+    /// Targets (other than the coordinator) in the group.
+    pub nodes: Vec<NodeId>,
+    /// Whether the coordinator's own write counts in this group.
+    pub with_coordinator: bool,
 }
 
 impl PutFsm {
@@ -290,6 +300,24 @@ impl PutFsm {
         w: usize,
         fallbacks_count: bool,
     ) -> (PutFsm, Vec<FsmOutput>) {
+        let everyone = AckGroup {
+            nodes: others.iter().map(|t| t.node).collect(),
+            with_coordinator: true,
+        };
+        PutFsm::start_grouped(key, siblings, others, w, fallbacks_count, vec![everyone])
+    }
+
+    /// Like [`PutFsm::start_sloppy`], but the write succeeds only once every
+    /// group has `w` acknowledgements (a ring change: W under the old ring
+    /// and W under the new one), and fails as soon as one group cannot.
+    pub fn start_grouped(
+        key: Bytes,
+        siblings: Siblings,
+        others: Vec<WriteTarget>,
+        w: usize,
+        fallbacks_count: bool,
+        groups: Vec<AckGroup>,
+    ) -> (PutFsm, Vec<FsmOutput>) {
         let mut out: Vec<FsmOutput> = others
             .iter()
             .map(|target| FsmOutput::Send {
@@ -314,7 +342,7 @@ impl PutFsm {
             others,
             w: w.max(1),
             fallbacks_count,
-            acks: 1,
+            groups,
             answered: Vec::new(),
             timed_out: false,
             replied: false,
@@ -345,9 +373,35 @@ impl PutFsm {
     }
 
     /// Acknowledgements so far that count toward W (the coordinator's own
-    /// included).
+    /// included), in the group that has fewest.
     pub fn acks(&self) -> usize {
-        self.acks
+        self.groups
+            .iter()
+            .map(|g| self.group_acks(g))
+            .min()
+            .unwrap_or(0)
+    }
+
+    fn countable(&self, target: &WriteTarget) -> bool {
+        target.hint_for.is_none() || self.fallbacks_count
+    }
+
+    fn group_acks(&self, group: &AckGroup) -> usize {
+        let acked = self
+            .others
+            .iter()
+            .filter(|t| group.nodes.contains(&t.node) && self.countable(t))
+            .filter(|t| self.answered.contains(&(t.node, true)))
+            .count();
+        acked + usize::from(group.with_coordinator)
+    }
+
+    fn group_pending(&self, group: &AckGroup) -> usize {
+        self.others
+            .iter()
+            .filter(|t| group.nodes.contains(&t.node) && self.countable(t))
+            .filter(|t| !self.answered.iter().any(|(n, _)| *n == t.node))
+            .count()
     }
 
     /// The owners that do not have the write (their target failed or did not
@@ -363,17 +417,14 @@ impl PutFsm {
     /// Feeds the answer of `from`.
     pub fn on_answer(&mut self, from: NodeId, answer: ReplicaAnswer) -> Vec<FsmOutput> {
         let mut out = Vec::new();
-        let Some(target) = self.others.iter().find(|t| t.node == from).copied() else {
+        if !self.others.iter().any(|t| t.node == from) {
             return out;
-        };
+        }
         if self.timed_out || self.answered.iter().any(|(n, _)| *n == from) {
             return out;
         }
         let stored = matches!(answer, ReplicaAnswer::Stored);
         self.answered.push((from, stored));
-        if stored && (target.hint_for.is_none() || self.fallbacks_count) {
-            self.acks += 1;
-        }
         self.check(&mut out);
         out
     }
@@ -385,7 +436,7 @@ impl PutFsm {
             self.replied = true;
             out.push(FsmOutput::Reply(Err(ClusterError::Unavailable {
                 needed: self.w,
-                got: self.acks,
+                got: self.acks(),
             })));
         }
         self.timed_out = true;
@@ -396,21 +447,19 @@ impl PutFsm {
         if self.replied {
             return;
         }
-        let countable = |t: &&WriteTarget| t.hint_for.is_none() || self.fallbacks_count;
-        let pending = self
-            .others
+        let met = self.groups.iter().all(|g| self.group_acks(g) >= self.w);
+        let hopeless = self
+            .groups
             .iter()
-            .filter(countable)
-            .filter(|t| !self.answered.iter().any(|(n, _)| *n == t.node))
-            .count();
-        if self.acks >= self.w {
+            .any(|g| self.group_acks(g) + self.group_pending(g) < self.w);
+        if met {
             self.replied = true;
             out.push(FsmOutput::Reply(Ok(self.siblings.clone())));
-        } else if self.acks + pending < self.w {
+        } else if hopeless {
             self.replied = true;
             out.push(FsmOutput::Reply(Err(ClusterError::Unavailable {
                 needed: self.w,
-                got: self.acks,
+                got: self.acks(),
             })));
         }
     }
@@ -662,5 +711,57 @@ mod tests {
             [Err(ClusterError::Unavailable { needed: 2, got: 1 })]
         ));
         assert_eq!(fsm.unacknowledged(), vec![2]);
+    }
+
+    /// During a ring change the coordinator (node 1, an old replica) writes
+    /// to old replicas {1, 2, 3} and new ones {2, 3, 4}: W = 2 in each.
+    #[test]
+    fn grouped_put_needs_w_in_every_group() {
+        let stored = state(1, 1, "v");
+        let others: Vec<WriteTarget> = [2, 3, 4]
+            .into_iter()
+            .map(|node| WriteTarget {
+                node,
+                hint_for: None,
+            })
+            .collect();
+        let groups = vec![
+            AckGroup {
+                nodes: vec![2, 3],
+                with_coordinator: true,
+            },
+            AckGroup {
+                nodes: vec![2, 3, 4],
+                with_coordinator: false,
+            },
+        ];
+        let start = |groups: Vec<AckGroup>| {
+            PutFsm::start_grouped(
+                Bytes::from("k"),
+                stored.clone(),
+                others.clone(),
+                2,
+                true,
+                groups,
+            )
+        };
+        let (mut fsm, out) = start(groups.clone());
+        assert_eq!(out.len(), 3);
+        // Node 4 alone gives the old group nothing: 1 of 2 there.
+        assert!(replies(&fsm.on_answer(4, ReplicaAnswer::Stored)).is_empty());
+        assert_eq!(fsm.acks(), 1);
+        // Node 2 completes both groups (old: 1 + 2, new: 4 + 2).
+        let out = fsm.on_answer(2, ReplicaAnswer::Stored);
+        assert!(matches!(replies(&out)[..], [Ok(_)]));
+
+        // Old group satisfied by 1 + 2, but the new group lost 3 and 4.
+        let (mut fsm, _) = start(groups);
+        assert!(replies(&fsm.on_answer(2, ReplicaAnswer::Stored)).is_empty());
+        assert!(replies(&fsm.on_answer(3, ReplicaAnswer::Failed)).is_empty());
+        let out = fsm.on_answer(4, ReplicaAnswer::Failed);
+        assert!(matches!(
+            replies(&out)[..],
+            [Err(ClusterError::Unavailable { needed: 2, got: 1 })]
+        ));
     }
 }

@@ -12,8 +12,9 @@ use crate::version::NodeId;
 pub enum MemberStatus {
     /// Serving and owning partitions in proportion to its weight.
     Active,
-    /// On its way out. Treated like `Removed` by the ring for now: it owns
-    /// no partitions.
+    /// On its way out: the next ring leaves it out; it keeps serving until
+    /// that ring is in force, then hands off what it holds and marks itself
+    /// `Removed`.
     Leaving,
     /// Gone for good; the entry stays as a tombstone so stale gossip cannot
     /// bring the node back.

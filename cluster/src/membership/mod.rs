@@ -29,14 +29,18 @@
 //!   `Active`). Only a newer entry, i.e. a deliberate re-join, brings a node
 //!   back.
 //! * **The ring is a function of the members.** The ring is balanced for the
-//!   *active weights*: members that are `Active` with a non-zero weight.
-//!   `Leaving` members are left out of the ring like `Removed` ones for now;
-//!   handing their partitions over gracefully before they stop counting is
-//!   a later change. After every change, [`ClusterState::reconcile`] checks
-//!   whether the ring was balanced for exactly the current active weights
-//!   and, if not, replaces it by [`Ring::rebalance`] of itself (version + 1).
-//!   Rings travel with the state; merge keeps the one with the higher
-//!   version, ties broken by [`Ring::precedence`], then reconciles.
+//!   *active weights*: members that are `Active` with a non-zero weight
+//!   (`Leaving` members are left out: they keep serving until the new ring
+//!   is in force, then hand off what they hold). After every change,
+//!   [`ClusterState::reconcile`] checks whether the ring (or the target of
+//!   the change in progress) was balanced for exactly the current active
+//!   weights and, if not, makes [`Ring::rebalance`] of it (version + 1) the
+//!   target of a [`Transition`]: the current ring keeps serving reads until
+//!   every partition's new replicas hold its data (see `transition.rs`).
+//!   Rings and transitions travel with the state; merge keeps the ring with
+//!   the higher version, ties broken by [`Ring::precedence`], the greater
+//!   transition target (progress sets of equal targets are united), then
+//!   reconciles.
 //!
 //! ## Why member convergence is ring convergence
 //!
@@ -77,9 +81,11 @@
 
 mod member;
 mod state;
+mod transition;
 
 pub use member::{Member, MemberStatus};
 pub use state::ClusterState;
+pub use transition::{moves, replicas_of, Move, Phase, Transition};
 
 /// Errors from decoding a membership state that came from outside this
 /// process (a peer or the disk).

@@ -5,12 +5,17 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Member, MembershipError};
+use super::transition::{moves, replicas_of, Move, Phase, Transition};
+use super::{Member, MemberStatus, MembershipError};
 use crate::ring::Ring;
 use crate::version::NodeId;
 
 /// First byte of [`ClusterState::encode`]; bump it when the layout changes.
-const STATE_FORMAT: u8 = 1;
+const STATE_FORMAT: u8 = 2;
+/// The format before transitions existed (still read).
+const STATE_FORMAT_V1: u8 = 1;
+/// Replicas per key assumed until the node sets its own (`n`).
+const DEFAULT_REPLICAS: usize = 3;
 
 /// One node's view of the cluster: who is in it and who owns what.
 ///
@@ -22,11 +27,29 @@ pub struct ClusterState {
     cluster_name: String,
     members: BTreeMap<NodeId, Member>,
     ring: Ring,
+    transition: Option<Transition>,
+    /// Local setting, not gossiped: N, which decides each partition's
+    /// replicas and so what a transition must move.
+    #[serde(skip)]
+    replicas: usize,
+    /// Local, not gossiped: a node started to join a cluster owns nothing
+    /// (and builds no ring of its own) until it has heard from that cluster.
+    #[serde(skip)]
+    awaiting_cluster: bool,
 }
 
 /// Unvalidated wire shape of [`ClusterState`] (same layout as its derive).
 #[derive(Deserialize)]
 struct ClusterStateWire {
+    cluster_name: String,
+    members: BTreeMap<NodeId, Member>,
+    ring: Ring,
+    transition: Option<Transition>,
+}
+
+/// The format-1 layout (no transition).
+#[derive(Deserialize)]
+struct ClusterStateWireV1 {
     cluster_name: String,
     members: BTreeMap<NodeId, Member>,
     ring: Ring,
@@ -39,10 +62,18 @@ impl TryFrom<ClusterStateWire> for ClusterState {
         if let Some((key, m)) = wire.members.iter().find(|(k, m)| **k != m.id) {
             return Err(format!("member {} filed under id {key}", m.id));
         }
+        if let Some(t) = &wire.transition {
+            if t.target.q() != wire.ring.q() {
+                return Err("transition target has another partition count".into());
+            }
+        }
         Ok(ClusterState {
             cluster_name: wire.cluster_name,
             members: wire.members,
             ring: wire.ring,
+            transition: wire.transition,
+            replicas: DEFAULT_REPLICAS,
+            awaiting_cluster: false,
         })
     }
 }
@@ -57,9 +88,133 @@ impl ClusterState {
             cluster_name: cluster_name.to_owned(),
             members: BTreeMap::from([(me.id, me)]),
             ring: Ring::empty(q),
+            transition: None,
+            replicas: DEFAULT_REPLICAS,
+            awaiting_cluster: false,
         };
         state.reconcile();
         state
+    }
+
+    /// The first state of a node that starts in order to join an existing
+    /// cluster: only itself, an empty ring, and no ring of its own until a
+    /// merge with a member of that cluster (see [`ClusterState::prepare_join`]).
+    pub fn joining(cluster_name: &str, me: Member, q: usize) -> ClusterState {
+        let mut state = ClusterState::new(cluster_name, me, q);
+        state.prepare_join();
+        state
+    }
+
+    /// Gives up this node's own ring before joining another cluster: the
+    /// ring becomes empty (version 0, which any real ring supersedes) and
+    /// stays so until a merge brings the cluster's. Data this node holds is
+    /// then in partitions it does not own, and is handed to their owners.
+    pub fn prepare_join(&mut self) {
+        self.ring = Ring::empty(self.ring.q());
+        self.transition = None;
+        self.awaiting_cluster = true;
+    }
+
+    /// Whether this node is waiting to hear from the cluster it joins.
+    pub fn is_awaiting_cluster(&self) -> bool {
+        self.awaiting_cluster
+    }
+
+    /// Sets N, the replicas per key this node uses (default 3). Transitions
+    /// move a partition to each node that becomes one of its first N.
+    pub fn set_replicas(&mut self, n: usize) {
+        self.replicas = n.max(1);
+        self.reconcile();
+    }
+
+    /// N as set by [`ClusterState::set_replicas`].
+    pub fn replicas(&self) -> usize {
+        self.replicas
+    }
+
+    /// The ring change in progress, if any.
+    pub fn transition(&self) -> Option<&Transition> {
+        self.transition.as_ref()
+    }
+
+    /// Members whose progress a transition waits for: all but removed ones.
+    pub fn required_members(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.members
+            .values()
+            .filter(|m| m.status != MemberStatus::Removed)
+            .map(|m| m.id)
+    }
+
+    /// Where the transition in progress stands (`None`: the ring is settled).
+    pub fn phase(&self) -> Option<Phase> {
+        let t = self.transition.as_ref()?;
+        let mut required = self.required_members();
+        Some(if !required.all(|m| t.aware.contains(&m)) {
+            Phase::Announced
+        } else if self.pending_moves().next().is_some() {
+            Phase::Syncing
+        } else if !self.required_members().all(|m| t.reading.contains(&m)) {
+            Phase::SwitchingReads
+        } else {
+            Phase::Done
+        })
+    }
+
+    /// Every partition move of the transition in progress.
+    pub fn moves(&self) -> Vec<Move> {
+        match &self.transition {
+            Some(t) => moves(&self.ring, &t.target, self.replicas),
+            None => Vec::new(),
+        }
+    }
+
+    /// The moves not yet synced.
+    pub fn pending_moves(&self) -> impl Iterator<Item = Move> + '_ {
+        let synced = self.transition.as_ref().map(|t| &t.synced);
+        self.moves()
+            .into_iter()
+            .filter(move |m| synced.is_some_and(|s| !s.contains(&(m.partition, m.to))))
+    }
+
+    /// The ring reads use: the target once every partition is in place,
+    /// else the current ring.
+    pub fn read_ring(&self) -> &Ring {
+        match (&self.transition, self.phase()) {
+            (Some(t), Some(phase)) if phase >= Phase::SwitchingReads => &t.target,
+            _ => &self.ring,
+        }
+    }
+
+    /// The ring the cluster is moving to: the transition's target, or the
+    /// current ring when none is in progress. It is always balanced for
+    /// [`ClusterState::active_weights`] (unless awaiting a cluster).
+    pub fn destination(&self) -> &Ring {
+        self.write_target().unwrap_or(&self.ring)
+    }
+
+    /// The target ring writes also go to during a transition.
+    pub fn write_target(&self) -> Option<&Ring> {
+        self.transition.as_ref().map(|t| &t.target)
+    }
+
+    /// Records that `node` knows the target ring. Returns whether it changed.
+    pub fn note_aware(&mut self, node: NodeId) -> bool {
+        self.note(|t| t.aware.insert(node))
+    }
+
+    /// Records that `node` holds `partition` of the target ring.
+    pub fn note_synced(&mut self, partition: u32, node: NodeId) -> bool {
+        self.note(|t| t.synced.insert((partition, node)))
+    }
+
+    /// Records that `node` reads from the target ring.
+    pub fn note_reading(&mut self, node: NodeId) -> bool {
+        self.note(|t| t.reading.insert(node))
+    }
+
+    fn note(&mut self, f: impl FnOnce(&mut Transition) -> bool) -> bool {
+        let changed = self.transition.as_mut().is_some_and(f);
+        changed | self.reconcile()
     }
 
     /// The cluster's name; states of other clusters are never merged.
@@ -133,26 +288,90 @@ impl ClusterState {
         if other.cluster_name != self.cluster_name {
             return false;
         }
-        let mut changed = false;
+        let before = self.clone();
         for member in other.members.values() {
-            changed |= self.merge_member(member);
+            self.merge_member(member);
+        }
+        if self.awaiting_cluster && (!other.ring.is_empty() || other.transition.is_some()) {
+            self.awaiting_cluster = false;
         }
         if other.ring.precedence(&self.ring) == Ordering::Greater {
             self.ring = other.ring.clone();
-            changed = true;
         }
-        self.reconcile() || changed
+        if let Some(theirs) = &other.transition {
+            // A transition the (merged) ring already passed is over.
+            if theirs.target.precedence(&self.ring) == Ordering::Greater {
+                match &mut self.transition {
+                    Some(mine) => {
+                        mine.merge(theirs);
+                    }
+                    None => self.transition = Some(theirs.clone()),
+                }
+            }
+        }
+        self.reconcile();
+        *self != before
     }
 
-    /// Rebalances the ring (version + 1) if it was not balanced for exactly
-    /// [`ClusterState::active_weights`]; returns whether it did.
+    /// Brings the ring in line with [`ClusterState::active_weights`] and
+    /// moves the transition along; returns whether anything changed.
+    ///
+    /// A transition whose target is not newer than the current ring is over.
+    /// If the members changed, the new assignment is the target's (or, with
+    /// no transition, the ring's) rebalance, version + 1: it becomes the
+    /// current ring at once when nothing has to move (an empty ring, or no
+    /// partition gains a replica), else the target of a fresh transition,
+    /// which keeps only the synced pairs still valid (the node is still a new
+    /// replica of the partition, and so has received every write since).
+    /// A transition that is done makes its target the current ring.
     pub fn reconcile(&mut self) -> bool {
-        let weights = self.active_weights();
-        if !self.ring.needs_rebalance(&weights) {
+        if self.awaiting_cluster {
             return false;
         }
-        self.ring = self.ring.rebalance(&weights);
-        true
+        let mut changed = false;
+        if self
+            .transition
+            .as_ref()
+            .is_some_and(|t| t.target.precedence(&self.ring) != Ordering::Greater)
+        {
+            self.transition = None;
+            changed = true;
+        }
+        let weights = self.active_weights();
+        let base = self.transition.as_ref().map_or(&self.ring, |t| &t.target);
+        if base.needs_rebalance(&weights) {
+            let next = base.rebalance(&weights);
+            if self.ring.is_empty()
+                || next.is_empty()
+                || moves(&self.ring, &next, self.replicas).is_empty()
+            {
+                self.ring = next;
+                self.transition = None;
+            } else {
+                let mut fresh = Transition::new(next);
+                if let Some(old) = &self.transition {
+                    fresh.synced = old
+                        .synced
+                        .iter()
+                        .copied()
+                        .filter(|&(p, node)| {
+                            let p = p as usize;
+                            p < fresh.target.q()
+                                && replicas_of(&fresh.target, p, self.replicas).contains(&node)
+                                && !replicas_of(&self.ring, p, self.replicas).contains(&node)
+                        })
+                        .collect();
+                }
+                self.transition = Some(fresh);
+            }
+            changed = true;
+        }
+        if self.phase() == Some(Phase::Done) {
+            let t = self.transition.take().expect("a phase means a transition");
+            self.ring = t.target;
+            changed = true;
+        }
+        changed
     }
 
     /// A 64-bit FNV-1a hash of [`ClusterState::encode`]: equal states have
@@ -164,7 +383,7 @@ impl ClusterState {
         })
     }
 
-    /// Wire and disk encoding: a format byte (currently 1) then postcard.
+    /// Wire and disk encoding: a format byte (currently 2) then postcard.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = vec![STATE_FORMAT];
         // Serialising plain data into a Vec cannot fail.
@@ -181,13 +400,28 @@ impl ClusterState {
         let (&format, body) = bytes
             .split_first()
             .ok_or_else(|| MembershipError::Corrupt("empty cluster state".into()))?;
-        if format != STATE_FORMAT {
-            return Err(MembershipError::Corrupt(format!(
-                "unknown cluster state format {format}"
-            )));
+        let (state, rest) = match format {
+            STATE_FORMAT => postcard::take_from_bytes::<ClusterState>(body),
+            STATE_FORMAT_V1 => {
+                postcard::take_from_bytes::<ClusterStateWireV1>(body).and_then(|(v1, rest)| {
+                    let wire = ClusterStateWire {
+                        cluster_name: v1.cluster_name,
+                        members: v1.members,
+                        ring: v1.ring,
+                        transition: None,
+                    };
+                    ClusterState::try_from(wire)
+                        .map(|s| (s, rest))
+                        .map_err(|_| postcard::Error::DeserializeBadEncoding)
+                })
+            }
+            _ => {
+                return Err(MembershipError::Corrupt(format!(
+                    "unknown cluster state format {format}"
+                )))
+            }
         }
-        let (state, rest) = postcard::take_from_bytes::<ClusterState>(body)
-            .map_err(|e| MembershipError::Corrupt(format!("cluster state: {e}")))?;
+        .map_err(|e| MembershipError::Corrupt(format!("cluster state: {e}")))?;
         if !rest.is_empty() {
             return Err(MembershipError::Corrupt(format!(
                 "{} trailing bytes after cluster state",
@@ -257,7 +491,10 @@ mod tests {
         assert!(s.upsert_member(stale));
         assert_eq!(s.member(1).unwrap().peer_addr, "a");
         assert!(s.upsert_member(Member::new(2, "q", "d", 1)));
-        assert_eq!(s.ring().members(), &[(1, 1), (2, 1)]);
+        // Node 1 owns everything: node 2's partitions move to it first.
+        assert_eq!(s.ring().members(), &[(1, 1)]);
+        let target = &s.transition().expect("a transition").target;
+        assert_eq!(target.members(), &[(1, 1), (2, 1)]);
     }
 
     #[test]

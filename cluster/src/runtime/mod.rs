@@ -7,8 +7,10 @@
 //! [`crate::ring`], which are plain data.
 
 pub mod antientropy;
+pub mod changes;
 pub mod node;
 pub mod tombstones;
+pub mod transfer;
 pub mod transport;
 
 use std::sync::Arc;
@@ -32,5 +34,6 @@ pub fn start(node: Arc<Node>, listener: TcpListener, identity: Identity) {
     tokio::spawn(node.clone().run_handoff());
     tokio::spawn(node.clone().run_anti_entropy());
     tokio::spawn(node.clone().run_tombstone_gc());
+    tokio::spawn(node.clone().run_transitions());
     tokio::spawn(node.run_gossip());
 }

@@ -25,7 +25,7 @@ use tracing::{debug, info, warn};
 use super::transport::{Handled, PeerHandler, PeerPool, TransportError};
 use crate::{
     coordinator::{
-        fsm::{FsmOutput, GetFsm, PutFsm, ReplicaAnswer, WriteTarget},
+        fsm::{AckGroup, FsmOutput, GetFsm, PutFsm, ReplicaAnswer, WriteTarget},
         ClusterError, Write,
     },
     handoff::{Hint, HintStore},
@@ -91,12 +91,22 @@ pub struct ClusterConfig {
     pub fallback_acks_count: bool,
     /// Time between gossip rounds.
     pub gossip_interval: Duration,
+    /// Most keys per second a node fetches as a partition's new replica
+    /// (0: no limit besides the background budget).
+    pub transfer_max_keys_per_sec: u64,
+    /// Keys per page of a partition transfer or hand-off.
+    pub transfer_batch: usize,
 }
 
-/// A snapshot of what routing needs: the ring and where each node listens.
+/// A snapshot of what routing needs: the rings and where each node listens.
 pub struct View {
-    /// The ring in force.
+    /// The ring in force (anti-entropy, hand-off and tombstones use it).
     pub ring: Ring,
+    /// The ring reads use: `ring`, or a transition's target once every
+    /// partition is in place there.
+    pub read_ring: Ring,
+    /// A transition's target: writes go to both rings meanwhile.
+    pub target: Option<Ring>,
     /// Peer address of each known member.
     pub addrs: HashMap<NodeId, Arc<str>>,
 }
@@ -110,13 +120,18 @@ struct PeerHealth {
 /// The replicas of one request under the sloppy quorum: the first N healthy
 /// nodes of the preference list, each down owner replaced by the next healthy
 /// node beyond the first N (holding the write as a hint), and the down owners
-/// no node could stand in for.
+/// no node could stand in for. During a ring change a write's plan is the
+/// union of both rings' plans, with W acknowledgements needed in each.
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
     /// Owners that are up, then fallbacks.
     pub targets: Vec<WriteTarget>,
     /// Down owners without a fallback: the coordinator keeps their hints.
     pub orphans: Vec<NodeId>,
+    /// Owners under the ring reads use: the ones that may coordinate a write.
+    pub coordinators: Vec<NodeId>,
+    /// The nodes of each ring's plan (empty: one group of all targets).
+    pub groups: Vec<Vec<NodeId>>,
 }
 
 impl Plan {
@@ -125,9 +140,28 @@ impl Plan {
     }
 
     fn is_owner(&self, node: NodeId) -> bool {
-        self.targets
-            .iter()
-            .any(|t| t.node == node && t.hint_for.is_none())
+        self.coordinators.contains(&node)
+    }
+
+    /// Adds `other`'s targets (a node that is an owner in either plan is an
+    /// owner) and orphans, keeping each plan's nodes as a quorum group.
+    fn union(mut self, other: Plan) -> Plan {
+        self.groups = vec![self.nodes(), other.nodes()];
+        for t in other.targets {
+            match self.targets.iter_mut().find(|mine| mine.node == t.node) {
+                Some(mine) if t.hint_for.is_none() => mine.hint_for = None,
+                Some(_) => {}
+                None => self.targets.push(t),
+            }
+        }
+        for o in other.orphans {
+            if !self.orphans.contains(&o) {
+                self.orphans.push(o);
+            }
+        }
+        let targets = self.nodes();
+        self.orphans.retain(|o| !targets.contains(o));
+        self
     }
 }
 
@@ -145,6 +179,7 @@ pub struct Node {
     replica_served: AtomicU64,
     load_sample: Mutex<LoadSample>,
     background_ticks: AtomicU64,
+    transfer: super::transfer::TransferLocal,
 }
 
 /// The replica request rate, sampled for the background budget.
@@ -198,9 +233,23 @@ impl Node {
                 None
             }
         });
+        let fresh = persisted.is_none();
+        let joins = config.seeds.iter().any(|s| *s != config.peer_addr)
+            && !config.seeds.contains(&config.peer_addr);
         let mut state = persisted.unwrap_or_else(|| {
-            ClusterState::new(&config.cluster_name, self_member(&config, me, 0), config.q)
+            let me = self_member(&config, me, 0);
+            if joins {
+                // Nodes named in `seeds` found the cluster; any other new
+                // node owns nothing until it has heard from them.
+                ClusterState::joining(&config.cluster_name, me, config.q)
+            } else {
+                ClusterState::new(&config.cluster_name, me, config.q)
+            }
         });
+        if !fresh && joins && state.ring().is_empty() && state.transition().is_none() {
+            state.prepare_join();
+        }
+        state.set_replicas(config.n);
         if state.ring().q() != config.q {
             warn!(
                 stored_q = state.ring().q(),
@@ -211,12 +260,13 @@ impl Node {
         // Anti-entropy compares per-partition hash trees of the stored keys:
         // built once here, then kept current by every write.
         replica.enable_merkle(state.ring().q())?;
+        // Addresses follow the config at every start; the weight only for a
+        // new member (later changes are DYNAMO WEIGHT's, kept in the
+        // membership), and a leaving or removed node stays so.
         let wanted = self_member(&config, me, 0);
         state.update_member(me, |m| {
             m.peer_addr = wanted.peer_addr.clone();
             m.client_addr = wanted.client_addr.clone();
-            m.weight = wanted.weight;
-            m.status = wanted.status;
         });
         let node = Node {
             view: RwLock::new(Arc::new(view_of(&state))),
@@ -235,6 +285,7 @@ impl Node {
                 rate: 0.0,
             }),
             background_ticks: AtomicU64::new(0),
+            transfer: super::transfer::TransferLocal::default(),
         };
         node.persist();
         Ok(node)
@@ -304,13 +355,37 @@ impl Node {
         }
     }
 
-    /// The sloppy-quorum replicas of `key` (this node is always healthy to
-    /// itself).
+    /// The sloppy-quorum replicas a read of `key` asks (this node is always
+    /// healthy to itself).
     pub fn plan(&self, key: &[u8]) -> Plan {
+        self.plan_on(&self.view().read_ring, key)
+    }
+
+    /// The replicas a write of `key` goes to: the read plan, plus during a
+    /// ring change the other ring's (W acknowledgements needed in each).
+    pub fn write_plan(&self, key: &[u8]) -> Plan {
         let view = self.view();
-        let list = view.ring.preference_list(keyspace::ring_position(key));
+        let read = self.plan_on(&view.read_ring, key);
+        match &view.target {
+            None => read,
+            Some(target) => {
+                let other = if view.read_ring == *target {
+                    &view.ring
+                } else {
+                    target
+                };
+                read.union(self.plan_on(other, key))
+            }
+        }
+    }
+
+    fn plan_on(&self, ring: &Ring, key: &[u8]) -> Plan {
+        let list = ring.preference_list(keyspace::ring_position(key));
         let owners = list.len().min(self.config.n);
-        let mut plan = Plan::default();
+        let mut plan = Plan {
+            coordinators: list[..owners].to_vec(),
+            ..Plan::default()
+        };
         let mut down = Vec::new();
         for &owner in &list[..owners] {
             if self.is_up(owner) {
@@ -422,7 +497,7 @@ impl Node {
         now_ms: u64,
     ) -> Result<Siblings, ClusterError> {
         let _foreground = Foreground::enter(&self.foreground);
-        let plan = self.plan(key);
+        let plan = self.write_plan(key);
         if plan.is_owner(self.me) {
             let (_, stored) = self.replica.write(key, now_ms, |_| (Some(write), ()))?;
             let stored = stored.expect("a write was decided");
@@ -442,7 +517,7 @@ impl Node {
         decide: impl FnOnce(&Siblings) -> (Option<Write>, R) + Send,
     ) -> Result<R, ClusterError> {
         let _foreground = Foreground::enter(&self.foreground);
-        let plan = self.plan(key);
+        let plan = self.write_plan(key);
         if plan.is_owner(self.me) {
             // A quorum read first (R + W > N: it sees every acknowledged
             // write), folded into our replica, so `decide` starts from it.
@@ -479,15 +554,30 @@ impl Node {
             .copied()
             .filter(|t| t.node != self.me)
             .collect();
-        if others.is_empty() && self.config.w <= 1 {
+        if others.is_empty() && self.config.w <= 1 && plan.groups.is_empty() {
             return Ok(stored);
         }
-        let (fsm, out) = PutFsm::start_sloppy(
+        let groups = if plan.groups.is_empty() {
+            vec![AckGroup {
+                nodes: others.iter().map(|t| t.node).collect(),
+                with_coordinator: true,
+            }]
+        } else {
+            plan.groups
+                .iter()
+                .map(|g| AckGroup {
+                    nodes: g.iter().copied().filter(|n| *n != self.me).collect(),
+                    with_coordinator: g.contains(&self.me),
+                })
+                .collect()
+        };
+        let (fsm, out) = PutFsm::start_grouped(
             Bytes::copy_from_slice(key),
             stored,
             others,
             self.config.w,
             self.config.fallback_acks_count,
+            groups,
         );
         self.drive(Quorum::Put(fsm), out).await
     }
@@ -509,10 +599,10 @@ impl Node {
         plan: &Plan,
     ) -> Result<Siblings, ClusterError> {
         let owners: Vec<NodeId> = plan
-            .targets
+            .coordinators
             .iter()
-            .filter(|t| t.hint_for.is_none())
-            .map(|t| t.node)
+            .copied()
+            .filter(|n| self.is_up(*n))
             .collect();
         let unavailable = ClusterError::Unavailable {
             needed: self.config.w,
@@ -551,7 +641,7 @@ impl Node {
     }
 
     /// `nodes` ordered by how fast they have answered (unmeasured first).
-    fn by_latency(&self, mut nodes: Vec<NodeId>) -> Vec<NodeId> {
+    pub(crate) fn by_latency(&self, mut nodes: Vec<NodeId>) -> Vec<NodeId> {
         let health = self.health.lock().unwrap_or_else(|p| p.into_inner());
         let latency = |n: &NodeId| health.get(n).map_or(0.0, |h| h.latency_us);
         nodes.sort_by(|a, b| latency(a).total_cmp(&latency(b)));
@@ -722,10 +812,24 @@ impl Node {
                 .map(|k| self.replica.read(k))
                 .collect::<Result<Vec<_>, _>>()
                 .map(Response::States),
+            // A hint, or a copy this node keeps while not a replica of the key
+            // (it is still to be handed off): either could bring a collected
+            // tombstone's value back.
             Request::HintsFor { key } => self
-                .hints
-                .read_key(&key)
-                .map(|s| Response::Count(u64::from(!s.is_empty()))),
+                .holds_for_others(&key)
+                .map(|held| Response::Count(u64::from(held))),
+            Request::Fetch {
+                partition,
+                after,
+                limit,
+                digests_only,
+            } => self.serve_fetch(partition, &after, limit, digests_only),
+            Request::DigestMany { keys } => keys
+                .iter()
+                .take(super::antientropy::MAX_KEYS_PER_MESSAGE)
+                .map(|k| self.replica.digest_of(k).map(|d| (k.clone(), d)))
+                .collect::<Result<Vec<_>, _>>()
+                .map(Response::Digests),
             Request::Collect { key, expected } => self
                 .replica
                 .collect_if_unchanged(&key, &expected, now)
@@ -737,6 +841,47 @@ impl Node {
                 .map(|_| Response::Ack),
         };
         result.unwrap_or_else(|e| Response::Failed(e.to_string()))
+    }
+
+    /// Whether this node holds `key` for another node: a hint, or a stored
+    /// copy while it is not among the key's replicas.
+    fn holds_for_others(&self, key: &[u8]) -> Result<bool, ClusterError> {
+        if !self.hints.read_key(key)?.is_empty() {
+            return Ok(true);
+        }
+        let view = self.view();
+        let position = keyspace::ring_position(key);
+        let replica_here = view
+            .ring
+            .preference_list_n(position, self.config.n)
+            .contains(&self.me)
+            || view.target.as_ref().is_some_and(|t| {
+                t.preference_list_n(position, self.config.n)
+                    .contains(&self.me)
+            });
+        Ok(!replica_here && !self.replica.read(key)?.is_empty())
+    }
+
+    /// Changes the membership state with `f`; if it changed, refreshes the
+    /// routing view and persists it. Returns whether it changed.
+    pub fn change_state(&self, f: impl FnOnce(&mut ClusterState) -> bool) -> bool {
+        let changed = {
+            let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            let changed = f(&mut state);
+            if changed {
+                *self.view.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(view_of(&state));
+            }
+            changed
+        };
+        if changed {
+            self.persist();
+        }
+        changed
+    }
+
+    /// Local bookkeeping of partition transfers.
+    pub fn transfer_local(&self) -> &super::transfer::TransferLocal {
+        &self.transfer
     }
 
     /// This replica's state of `key`, with the hints it holds for the key
@@ -857,7 +1002,7 @@ impl Node {
             expires_at_ms: write.expires_at_ms,
         };
         let now = super::now_ms();
-        let plan = self.plan(&key);
+        let plan = self.write_plan(&key);
         let result = match self.replica.write(&key, now, |_| (Some(write), ())) {
             Ok((_, Some(stored))) => self.replicate(&key, stored, &plan).await,
             Ok((_, None)) => Err(ClusterError::Remote("nothing written".into())),
@@ -1056,6 +1201,8 @@ fn self_member(config: &ClusterConfig, me: NodeId, version: u64) -> crate::membe
 fn view_of(state: &ClusterState) -> View {
     View {
         ring: state.ring().clone(),
+        read_ring: state.read_ring().clone(),
+        target: state.write_target().cloned(),
         addrs: state
             .members()
             .values()

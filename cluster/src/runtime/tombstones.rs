@@ -71,6 +71,10 @@ impl Node {
     /// Collects `key` on all its owners if every check passes.
     async fn try_collect(self: &Arc<Self>, key: &Bytes, state: &Siblings) -> bool {
         let view = self.view();
+        if view.target.is_some() {
+            // A ring change is pending: new replicas may still lack the key.
+            return false;
+        }
         let owners = view
             .ring
             .preference_list_n(keyspace::ring_position(key), self.config().n);

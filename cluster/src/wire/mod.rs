@@ -31,7 +31,7 @@ use thiserror::Error;
 use crate::version::{NodeId, Siblings, VersionVector};
 
 /// Version of the frame layout and message set; both sides must agree.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// Largest frame accepted before the handshake completed.
 pub const MAX_HANDSHAKE_BYTES: usize = 64 * 1024;
@@ -195,6 +195,27 @@ pub enum Request {
         /// The state every replica was seen to hold.
         expected: Siblings,
     },
+    /// A page of one partition's stored keys, in storage order, after the
+    /// storage key `after` (from the start if empty), for a node that is
+    /// becoming one of its replicas ([`Response::Chunk`]).
+    Fetch {
+        /// The partition (of the sender's ring).
+        partition: u32,
+        /// Last storage key already received; empty for the beginning.
+        after: Bytes,
+        /// Most keys to return.
+        limit: u32,
+        /// Return each key's digest instead of its state (the receiver
+        /// already has most of them from another old replica).
+        digests_only: bool,
+    },
+    /// The digests of the receiver's stored states of `keys` (0 for none),
+    /// answered with [`Response::Digests`] in the same order (handing off
+    /// keys this node no longer owns: only differing ones are sent).
+    DigestMany {
+        /// User keys.
+        keys: Vec<Bytes>,
+    },
 }
 
 /// Why a remote operation failed, as the coordinator reports it back.
@@ -250,6 +271,17 @@ pub enum Response {
     Digests(Vec<(Bytes, u128)>),
     /// Several keys' stored states.
     States(Vec<Siblings>),
+    /// A page of a partition transfer.
+    Chunk {
+        /// Keys with their stored states (empty when digests were asked).
+        entries: Vec<(Bytes, Siblings)>,
+        /// Keys with the digests of their stored states (when asked).
+        digests: Vec<(Bytes, u128)>,
+        /// Storage key to continue after; `None` when the partition is done.
+        next: Option<Bytes>,
+        /// Stored bytes (keys and states) the page covers.
+        bytes: u64,
+    },
     /// The request failed on the receiver.
     Failed(String),
 }

@@ -78,6 +78,55 @@ pub enum DynamoCmd {
     Leave,
     /// `DYNAMO REMOVE node-id`
     Remove(String),
+    /// `DYNAMO WEIGHT node-id weight`
+    Weight(String, u32),
+    /// `DYNAMO OWNERS key`: the key's replicas in the ring reads use.
+    Owners(Bytes),
+    /// `DYNAMO PLAN ...`: what a change would move, without making it.
+    Plan(PlanCmd),
+}
+
+/// The change `DYNAMO PLAN` previews.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PlanCmd {
+    /// `PLAN JOIN [weight]`: one more node (default weight 1).
+    Join(u32),
+    /// `PLAN LEAVE [node-id]`: this node (or that one) leaves.
+    Leave(Option<String>),
+    /// `PLAN REMOVE node-id`
+    Remove(String),
+    /// `PLAN WEIGHT node-id weight`
+    Weight(String, u32),
+}
+
+fn weight_arg(args: &mut Args) -> Result<u32, CommandError> {
+    let w = args.int()?;
+    u32::try_from(w)
+        .ok()
+        .filter(|w| *w <= 1_000_000)
+        .ok_or_else(|| {
+            CommandError::Other("ERR weight must be an integer from 0 to 1000000".into())
+        })
+}
+
+fn parse_plan(args: &mut Args) -> Result<PlanCmd, CommandError> {
+    let sub = args.keyword()?;
+    Ok(match sub.as_str() {
+        "JOIN" => match args.remaining() {
+            0 => PlanCmd::Join(1),
+            _ => PlanCmd::Join(weight_arg(args)?),
+        },
+        "LEAVE" => match args.remaining() {
+            0 => PlanCmd::Leave(None),
+            _ => PlanCmd::Leave(Some(args.string()?)),
+        },
+        "REMOVE" => PlanCmd::Remove(args.string()?),
+        "WEIGHT" => {
+            let id = args.string()?;
+            PlanCmd::Weight(id, weight_arg(args)?)
+        }
+        other => return Err(unknown_sub("DYNAMO PLAN", other)),
+    })
 }
 
 pub(super) fn parse_hello(args: &mut Args) -> Result<Hello, CommandError> {
@@ -239,6 +288,21 @@ pub(super) fn parse_dynamo(args: &mut Args) -> Result<DynamoCmd, CommandError> {
         "REMOVE" => {
             sub_arity(args, "dynamo", &sub, 1)?;
             DynamoCmd::Remove(args.string()?)
+        }
+        "WEIGHT" => {
+            sub_arity(args, "dynamo", &sub, 2)?;
+            let id = args.string()?;
+            DynamoCmd::Weight(id, weight_arg(args)?)
+        }
+        "OWNERS" => {
+            sub_arity(args, "dynamo", &sub, 1)?;
+            DynamoCmd::Owners(args.bytes()?)
+        }
+        "PLAN" => {
+            if args.remaining() == 0 {
+                return Err(CommandError::WrongArity("dynamo|plan".into()));
+            }
+            DynamoCmd::Plan(parse_plan(args)?)
         }
         other => return Err(unknown_sub("DYNAMO", other)),
     };

@@ -12,7 +12,7 @@ pub mod table;
 
 use bytes::Bytes;
 
-pub use admin::{ClientCmd, CommandCmd, ConfigCmd, DynamoCmd, Hello};
+pub use admin::{ClientCmd, CommandCmd, ConfigCmd, DynamoCmd, Hello, PlanCmd};
 pub use keys::{ExpireCmd, ExpireCondition, ScanCmd};
 pub use strings::{GetExOption, SetCmd, SetCondition};
 

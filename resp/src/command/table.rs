@@ -660,7 +660,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         0,
         0,
         "dynamo",
-        "Cluster administration: STATUS, RING, MEMBERS, LOCALGET, JOIN, LEAVE, REMOVE."
+        "Cluster administration: STATUS, RING, MEMBERS, OWNERS, LOCALGET, JOIN, LEAVE, REMOVE, WEIGHT, PLAN."
     ),
 ];
 

@@ -9,7 +9,14 @@ use cluster::{
     runtime::Node,
     version::{Context, NodeId, Siblings},
 };
-use resp::{command::DynamoCmd, Reply};
+use cluster::{
+    membership::ClusterState,
+    runtime::changes::{Change, PlanRow, NEW_NODE},
+};
+use resp::{
+    command::{DynamoCmd, PlanCmd},
+    Reply,
+};
 
 use super::check_sizes;
 use crate::state::ServerState;
@@ -122,7 +129,12 @@ fn single_admin(state: &ServerState, cmd: DynamoCmd) -> Reply {
             Reply::Int(1),
             Reply::Int(1),
         ])]),
-        DynamoCmd::Join(_) | DynamoCmd::Leave | DynamoCmd::Remove(_) => Reply::err(
+        DynamoCmd::Owners(_) => Reply::Array(vec![text(&node)]),
+        DynamoCmd::Join(_)
+        | DynamoCmd::Leave
+        | DynamoCmd::Remove(_)
+        | DynamoCmd::Weight(..)
+        | DynamoCmd::Plan(_) => Reply::err(
             "this node runs without the cluster protocol: start it with n > 1 or with seeds to form a cluster",
         ),
         DynamoCmd::LocalGet(_) => Reply::err("unreachable"),
@@ -158,7 +170,10 @@ async fn cluster_admin(state: &ServerState, node: &Arc<Node>, cmd: DynamoCmd) ->
                 (text("w"), Reply::Int(config.w as i64)),
                 (text("q"), Reply::Int(ring.q() as i64)),
                 (text("ring_version"), Reply::Int(ring.version() as i64)),
-                (text("ring_digest"), text(&format!("{:016x}", cluster.digest()))),
+                (
+                    text("ring_digest"),
+                    text(&format!("{:016x}", cluster.digest())),
+                ),
                 (text("members"), Reply::Int(cluster.members().len() as i64)),
                 (text("members_up"), Reply::Int(up as i64)),
                 (
@@ -166,22 +181,110 @@ async fn cluster_admin(state: &ServerState, node: &Arc<Node>, cmd: DynamoCmd) ->
                     Reply::Int(counts.get(&me).copied().unwrap_or(0) as i64),
                 ),
                 (text("fair_share"), Reply::Double(ring.fair_share(me))),
-                (text("keys"), Reply::Int(state.coordinator.stored_keys() as i64)),
-                (text("hints_pending"), Reply::Int(node.hints().total() as i64)),
-                (text("hints_delivered"), stat(&node.hints().stats().delivered)),
+                (
+                    text("keys"),
+                    Reply::Int(state.coordinator.stored_keys() as i64),
+                ),
+                (
+                    text("hints_pending"),
+                    Reply::Int(node.hints().total() as i64),
+                ),
+                (
+                    text("hints_delivered"),
+                    stat(&node.hints().stats().delivered),
+                ),
                 (text("read_repairs"), stat(&stats.read_repairs)),
                 (text("anti_entropy_rounds"), stat(&stats.ae_rounds)),
-                (text("anti_entropy_keys_repaired"), stat(&stats.ae_keys_repaired)),
+                (
+                    text("anti_entropy_keys_repaired"),
+                    stat(&stats.ae_keys_repaired),
+                ),
                 (text("anti_entropy_bytes"), stat(&stats.ae_bytes)),
                 (text("tombstones_pending"), stat(&stats.tombstones_pending)),
-                (text("tombstones_collected"), stat(&stats.tombstones_collected)),
+                (
+                    text("tombstones_collected"),
+                    stat(&stats.tombstones_collected),
+                ),
                 (
                     text("background_max_foreground"),
                     Reply::Int(config.background_max_foreground as i64),
                 ),
-                (text("background_deferrals"), stat(&stats.background_deferrals)),
-                (text("transfers"), Reply::Array(Vec::new())),
+                (
+                    text("background_deferrals"),
+                    stat(&stats.background_deferrals),
+                ),
+                (text("membership"), text(membership_of(&cluster, me))),
+                (
+                    text("transition"),
+                    text(cluster.phase().map_or("none", |p| p.name())),
+                ),
+                (
+                    text("ring_target_version"),
+                    Reply::Int(cluster.write_target().map_or(0, |t| t.version()) as i64),
+                ),
+                (
+                    text("transfers_pending"),
+                    Reply::Int(cluster.pending_moves().count() as i64),
+                ),
+                (
+                    text("transfer_keys_received"),
+                    stat(&stats.transfer_keys_received),
+                ),
+                (text("transfer_keys_sent"), stat(&stats.transfer_keys_sent)),
+                (
+                    text("handoff_keys_dropped"),
+                    stat(&stats.handoff_keys_dropped),
+                ),
+                (text("balance"), Reply::Double(ring.balance())),
+                (text("transfers"), transfers_reply(node)),
             ])
+        }
+        DynamoCmd::Owners(key) => {
+            let read_ring = cluster.read_ring();
+            let position = cluster::keyspace::ring_position(&key);
+            Reply::Array(
+                read_ring
+                    .preference_list_n(position, node.config().n)
+                    .into_iter()
+                    .map(|id| text(&hex(id)))
+                    .collect(),
+            )
+        }
+        DynamoCmd::Leave => match node.apply(Change::Leave(me)) {
+            Ok(()) => Reply::Ok,
+            Err(error) => Reply::err(format!("cannot leave: {error}")),
+        },
+        DynamoCmd::Remove(id) => match parse_id(&id) {
+            Some(id) => match node.apply(Change::Remove(id)) {
+                Ok(()) => Reply::Ok,
+                Err(error) => Reply::err(format!("cannot remove: {error}")),
+            },
+            None => Reply::err("node id must be 16 hex digits (see DYNAMO MEMBERS)"),
+        },
+        DynamoCmd::Weight(id, weight) => match parse_id(&id) {
+            Some(id) => match node.apply(Change::Weight(id, weight)) {
+                Ok(()) => Reply::Ok,
+                Err(error) => Reply::err(format!("cannot change the weight: {error}")),
+            },
+            None => Reply::err("node id must be 16 hex digits (see DYNAMO MEMBERS)"),
+        },
+        DynamoCmd::Plan(plan) => {
+            let change = match plan {
+                PlanCmd::Join(weight) => Some(Change::Join(weight)),
+                PlanCmd::Leave(None) => Some(Change::Leave(me)),
+                PlanCmd::Leave(Some(id)) => parse_id(&id).map(Change::Leave),
+                PlanCmd::Remove(id) => parse_id(&id).map(Change::Remove),
+                PlanCmd::Weight(id, w) => parse_id(&id).map(|id| Change::Weight(id, w)),
+            };
+            let Some(change) = change else {
+                return Ok(Reply::err(
+                    "node id must be 16 hex digits (see DYNAMO MEMBERS)",
+                ));
+            };
+            match node.preview(change) {
+                Ok(rows) => plan_reply(&rows),
+                Err(error) => Reply::err(format!("nothing to plan: {error}")),
+            }
         }
         DynamoCmd::Ring => {
             let q = ring.q();
@@ -233,16 +336,94 @@ async fn cluster_admin(state: &ServerState, node: &Arc<Node>, cmd: DynamoCmd) ->
         ),
         DynamoCmd::Join(addr) => {
             if addr.parse::<std::net::SocketAddr>().is_err() {
-                return Ok(Reply::err("DYNAMO JOIN needs host:peer-port (an IP address and port)"));
+                return Ok(Reply::err(
+                    "DYNAMO JOIN needs host:peer-port (an IP address and port)",
+                ));
             }
-            match node.gossip_with_addr(&addr).await {
+            match node.join(&addr).await {
                 Ok(_) => Reply::Ok,
                 Err(error) => Reply::err(format!("cannot join through {addr}: {error}")),
             }
         }
-        DynamoCmd::Leave | DynamoCmd::Remove(_) => Reply::err(
-            "LEAVE and REMOVE move partitions between nodes and are not available yet (they come with partition transfer)",
-        ),
         DynamoCmd::LocalGet(_) => Reply::err("unreachable"),
     })
+}
+
+/// A node id as DYNAMO MEMBERS prints it (up to 16 hex digits).
+fn parse_id(text: &str) -> Option<NodeId> {
+    if text.is_empty() || text.len() > 16 {
+        return None;
+    }
+    u64::from_str_radix(text, 16).ok()
+}
+
+/// This node's standing: active, leaving, or left (removed).
+fn membership_of(cluster: &ClusterState, me: NodeId) -> &'static str {
+    match cluster.member(me).map(|m| m.status) {
+        Some(MemberStatus::Active) | None => "active",
+        Some(MemberStatus::Leaving) => "leaving",
+        Some(MemberStatus::Removed) => "left",
+    }
+}
+
+/// Each transfer this node is fetching, as a map per transfer.
+fn transfers_reply(node: &Arc<Node>) -> Reply {
+    let me = hex(node.id());
+    Reply::Array(
+        node.transfer_local()
+            .transfers()
+            .into_iter()
+            .map(|t| {
+                Reply::Map(vec![
+                    (text("partition"), Reply::Int(i64::from(t.partition))),
+                    (text("from"), text(&hex(t.from))),
+                    (text("to"), text(&me)),
+                    (text("keys"), Reply::Int(t.keys as i64)),
+                    (text("bytes"), Reply::Int(t.bytes as i64)),
+                    (
+                        text("percent"),
+                        Reply::Double((t.percent * 10.0).round() / 10.0),
+                    ),
+                    (text("keys_per_sec"), Reply::Int(t.rate as i64)),
+                    (text("waiting"), text(t.waiting.as_deref().unwrap_or(""))),
+                ])
+            })
+            .collect(),
+    )
+}
+
+/// DYNAMO PLAN's answer: one row per node.
+fn plan_reply(rows: &[PlanRow]) -> Reply {
+    Reply::Array(
+        rows.iter()
+            .map(|r| {
+                let id = if r.node == NEW_NODE {
+                    "new".to_string()
+                } else {
+                    hex(r.node)
+                };
+                Reply::Map(vec![
+                    (text("node"), text(&id)),
+                    (
+                        text("partitions_before"),
+                        Reply::Int(r.partitions_before as i64),
+                    ),
+                    (
+                        text("partitions_after"),
+                        Reply::Int(r.partitions_after as i64),
+                    ),
+                    (text("replicas_in"), Reply::Int(r.replicas_in as i64)),
+                    (text("replicas_out"), Reply::Int(r.replicas_out as i64)),
+                    (
+                        text("estimated_keys_in"),
+                        Reply::Int(r.estimated_keys_in as i64),
+                    ),
+                    (
+                        text("estimated_bytes_in"),
+                        Reply::Int(r.estimated_bytes_in as i64),
+                    ),
+                ])
+            })
+            .collect(),
+    )
 }
