@@ -55,6 +55,7 @@ sys.dont_write_bytecode = True  # no benches/__pycache__ from the imports
 
 from ratio import (  # noqa: E402  (after the sys.path change)
     APT_HINT,
+    REPO_ROOT,
     BenchError,
     Server,
     default_bin,
@@ -423,6 +424,7 @@ class Window:
     sets: int = 0
     counts: dict = field(default_factory=dict)  # outcome -> count
     lat: dict = field(default_factory=dict)  # "all"/"get"/"set"/"sched" -> sorted ms
+    cpu: tuple = ()  # (CpuSnap at the start, CpuSnap at the end), if taken
 
     @property
     def seconds(self) -> float | None:
@@ -432,6 +434,61 @@ class Window:
 
     def pct(self, what: str, q: float) -> float | None:
         return percentile(self.lat.get(what, []), q)
+
+
+@dataclass
+class CpuSnap:
+    """CPU seconds used so far: by each node, by this script, by the machine."""
+    t: float
+    nodes: dict  # node index -> utime + stime seconds
+    script: float
+    machine: float | None  # busy seconds over all CPUs (/proc/stat)
+
+
+CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def proc_cpu_s(pid: int) -> float | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        fields = stat[stat.rindex(")") + 2:].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def machine_busy_s() -> float | None:
+    try:
+        vals = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        idle = vals[3] + (vals[4] if len(vals) > 4 else 0)  # idle + iowait
+        return (sum(vals[:8]) - idle) / CLK_TCK  # guest time is already in user
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def cpu_snapshot(nodes: list) -> CpuSnap:
+    per = {}
+    for i, n in enumerate(nodes):
+        if n.proc is not None and n.proc.poll() is None:
+            v = proc_cpu_s(n.proc.pid)
+            if v is not None:
+                per[i] = v
+    return CpuSnap(t=time.perf_counter(), nodes=per, script=time.process_time(),
+                   machine=machine_busy_s())
+
+
+def cpu_cores(w: Window) -> tuple[float | None, float | None, float | None]:
+    """(nodes, this script, whole machine) in cores busy over the window."""
+    if len(w.cpu) != 2:
+        return None, None, None
+    a, b = w.cpu
+    dt = b.t - a.t
+    if dt <= 0:
+        return None, None, None
+    nodes = sum(v - a.nodes.get(i, 0.0) for i, v in b.nodes.items()) / dt
+    script = (b.script - a.script) / dt
+    machine = None if a.machine is None or b.machine is None else (b.machine - a.machine) / dt
+    return nodes, script, machine
 
 
 def fill_windows(windows: list[Window], threads: list[LoadThread]) -> None:
@@ -499,6 +556,8 @@ class Run:
     verify: dict = field(default_factory=dict)  # node label -> {outcome: count}
     verify_examples: list = field(default_factory=list)
     verify_sample: int = 0
+    loadavg: dict = field(default_factory=dict)  # moment -> 1-minute load average
+    cpu: dict = field(default_factory=dict)  # moment -> CpuSnap
     notes: list = field(default_factory=list)
     error: str = ""
 
@@ -690,6 +749,7 @@ def watch_join(run: Run, pollers: list[Poller], args: argparse.Namespace,
             if (settled(polls, OLD_NODES + 1) and p4 is not None
                     and isinstance(p4.get("partitions"), int) and p4["partitions"] > 0):
                 run.t_settle = now
+                run.cpu["settle"] = cpu_snapshot(run.nodes)
                 run.at_settle = polls
                 log(f"  ring settled {now - run.t_join:.1f}s after node 4 started "
                     f"(node 4: {p4.get('partitions')} partitions, "
@@ -714,6 +774,7 @@ def watch_join(run: Run, pollers: list[Poller], args: argparse.Namespace,
                   and now - last_drop_change >= HANDOFF_STABLE_S):
                 run.t_handoff = last_drop_change
             if run.t_handoff is not None:
+                run.cpu["handoff"] = cpu_snapshot(run.nodes)
                 log(f"  hand-off over {run.t_handoff - run.t_settle:.1f}s after the settle: "
                     f"keys on the nodes {keys_sum} (N*K = {target})"
                     + ("" if run.handoff_exact else " (within tolerance, drops stopped)"))
@@ -748,8 +809,10 @@ def verify(run: Run, threads: list[LoadThread], args: argparse.Namespace) -> Non
     for idx in (len(run.nodes) - 1, 0):
         node = run.nodes[idx]
         counts: dict[int, int] = {}
-        conn = Conn(node.port, args.client_timeout)
+        checked = 0
+        conn = None
         try:
+            conn = Conn(node.port, max(args.client_timeout, 10.0))
             for lo in range(0, len(keys), 200):
                 batch = keys[lo:lo + 200]
                 conn.send(b"".join(Conn.encode(b"GET", KEY_FMT % k) for k in batch))
@@ -760,14 +823,18 @@ def verify(run: Run, threads: list[LoadThread], args: argparse.Namespace) -> Non
                     else:
                         outcome = owner[k % len(threads)].classify(k, reply)
                     counts[outcome] = counts.get(outcome, 0) + 1
+                    checked += 1
                     if outcome != OK and len(run.verify_examples) < 10:
                         shown = reply if reply is None else bytes(reply[:60])
                         run.verify_examples.append(f"{node.label}: GET key:{k:012d} -> {shown!r}")
         except (OSError, ProtocolError, ValueError) as e:
-            counts[CONN] = counts.get(CONN, 0) + 1
-            run.verify_examples.append(f"{node.label}: {type(e).__name__}: {e}")
+            # the keys not checked count as failed
+            counts[CONN] = counts.get(CONN, 0) + len(keys) - checked
+            run.verify_examples.append(f"{node.label}: {type(e).__name__}: {e} "
+                                       f"({len(keys) - checked} keys not checked)")
         finally:
-            conn.close()
+            if conn is not None:
+                conn.close()
         run.verify[node.label] = counts
         bad = sum(v for o, v in counts.items() if o != OK)
         log(f"  verify through {node.label}: {counts.get(OK, 0)} of {len(keys)} keys match"
@@ -784,6 +851,10 @@ def ms(v: float | None) -> str:
     return fmt_num(v, ".2f")
 
 
+def sec(v: float | None) -> str:
+    return "-" if v is None else f"{v:.1f} s"
+
+
 def secs(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else b - a
 
@@ -797,7 +868,11 @@ def report(run: Run, windows: list[Window], threads: list[LoadThread],
     parts = []
     label = (lambda s: f"**{s}:** ") if md else (lambda s: f"{s + ':':<11}")
     parts.append(label("Machine") + machine_line())
-    parts.append(label("Binary") + f"dynamo-server {run.version} ({dynamo_bin}, copied "
+    try:
+        shown_bin = dynamo_bin.relative_to(REPO_ROOT)
+    except ValueError:
+        shown_bin = dynamo_bin
+    parts.append(label("Binary") + f"dynamo-server {run.version} ({shown_bin}, copied "
                  "to the temp dir at the start)")
     parts.append(label("Cluster") + f"3 nodes + 1 joining, on 127.0.0.1, --n {N} --r {R} "
                  f"--w {W} --engine {ENGINE} " + " ".join(EXTRA_ARGS)
@@ -805,6 +880,10 @@ def report(run: Run, windows: list[Window], threads: list[LoadThread],
     parts.append(label("Data") + f"{K:,} keys key:%012d with {args.value_bytes}-byte values "
                  f"({data_bytes / 1e6:,.1f} MB of keys + values, x{N} replicas), loaded "
                  f"through node 1 with redis-cli --pipe")
+    if run.loadavg:
+        parts.append(label("Load avg") + "1-minute load average "
+                     + ", ".join(f"{v:.2f} at {k}" for k, v in run.loadavg.items())
+                     + " (includes this run's own nodes and clients; compare with nproc)")
     parts.append(label("Clients") + f"{args.threads} threads, {args.rate:g} req/s in all "
                  f"(fixed rate), {100 * (1 - args.set_share):.0f}% GET / "
                  f"{100 * args.set_share:.0f}% SET of random loaded keys, round robin over "
@@ -827,21 +906,20 @@ def report(run: Run, windows: list[Window], threads: list[LoadThread],
         return format(n / scale / s, spec)
 
     rows = [
-        ["load K keys through node 1", fmt_num(run.load_s, ".1f") + " s",
+        ["load K keys through node 1", sec(run.load_s),
          f"{rate(K, run.load_s)} SET/s; every node stored all K "
          f"{fmt_num(run.load_settle_s, '.1f')} s after the load ended"],
-        ["node 4 start -> PONG", fmt_num(secs(run.t_join, run.t_pong), ".1f") + " s", ""],
-        ["node 4 start -> all list 4 members", fmt_num(secs(run.t_join, run.t_member), ".1f")
-         + " s", ""],
+        ["node 4 start -> PONG", sec(secs(run.t_join, run.t_pong)), ""],
+        ["node 4 start -> all list 4 members", sec(secs(run.t_join, run.t_member)), ""],
     ]
     for ph in ("announced", "syncing", "switching-reads"):
         if ph in run.phase_first:
             rows.append([f"node 4 start -> phase {ph} first seen",
-                         fmt_num(secs(run.t_join, run.phase_first[ph]), ".1f") + " s", ""])
+                         sec(secs(run.t_join, run.phase_first[ph])), ""])
     rows += [
         ["node 4 start -> settled (ring with 4 nodes, no transition)",
          (f"> {args.join_timeout:g} s (timeout)" if run.settle_timed_out
-          else fmt_num(join_s, ".1f") + " s"),
+          else sec(join_s)),
          f"moves (max transfers_pending) {run.max_pending}"],
         ["node 4 keys / bytes received by the settle",
          f"{rx_keys:,} / {rx_bytes / 1e6:,.1f} MB" if isinstance(rx_keys, int)
@@ -849,7 +927,7 @@ def report(run: Run, windows: list[Window], threads: list[LoadThread],
          f"{rate(rx_keys, join_s)} keys/s, {rate(rx_bytes, join_s, 1e6, ',.2f')} MB/s over "
          f"start -> settle"],
         ["node 4 fetching (first -> last poll its received keys rose)",
-         fmt_num(active_s, ".1f") + " s",
+         sec(active_s),
          f"{rate(rx_keys, active_s)} keys/s, {rate(rx_bytes, active_s, 1e6, ',.2f')} MB/s"],
         ["node 4 partitions owned / fair share",
          f"{p4s.get('partitions', '-')} / {p4s.get('fair_share', '-')}" if p4s else "-",
@@ -857,7 +935,7 @@ def report(run: Run, windows: list[Window], threads: list[LoadThread],
          f"{p4s.get('balance', '-')}" if p4s else ""],
         ["settled -> hand-off over (keys sum back to N*K)",
          (f"> {args.handoff_timeout:g} s (timeout)" if run.handoff_timed_out
-          else fmt_num(hand_s, ".1f") + " s"),
+          else sec(hand_s)),
          "" if run.t_handoff is None else
          ("exactly N*K" if run.handoff_exact else
           f"within {100 * HANDOFF_TOLERANCE:g}% of N*K, drops stopped")],
@@ -867,7 +945,7 @@ def report(run: Run, windows: list[Window], threads: list[LoadThread],
          "over; first drop "
          + fmt_num(secs(run.t_settle, run.t_drop_first), ".1f") + " s after the settle"],
         ["node 4 start -> hand-off over",
-         fmt_num(secs(run.t_join, run.t_handoff), ".1f") + " s", ""],
+         sec(secs(run.t_join, run.t_handoff)), ""],
     ]
     if md:
         parts.append("#### Join")
@@ -880,7 +958,7 @@ def report(run: Run, windows: list[Window], threads: list[LoadThread],
     # 2. client latency by window
     headers = ["window", "s", "requests", "req/s", "errors", "stale", "miss/wrong",
                "p50 ms", "p99 ms", "p99.9 ms", "max ms", "GET p99.9", "SET p99.9",
-               "p99.9 from schedule"]
+               "p99.9 from schedule", "CPU nodes/script/machine"]
     rows = []
     for w in windows:
         if w.seconds is None:
@@ -888,13 +966,14 @@ def report(run: Run, windows: list[Window], threads: list[LoadThread],
             continue
         errs = sum(w.counts.get(o, 0) for o in ERRORS)
         bad = sum(w.counts.get(o, 0) for o in BAD_READS)
+        cores = "/".join(fmt_num(c, ".2f") for c in cpu_cores(w))
         rows.append([w.name, f"{w.seconds:.1f}", f"{w.requests:,}",
                      f"{w.requests / w.seconds:,.0f}" if w.seconds else "-",
                      str(errs), str(w.counts.get(STALE, 0)), str(bad),
                      ms(w.pct("all", 0.5)), ms(w.pct("all", 0.99)), ms(w.pct("all", 0.999)),
                      ms(w.lat["all"][-1] if w.lat.get("all") else None),
                      ms(w.pct("get", 0.999)), ms(w.pct("set", 0.999)),
-                     ms(w.pct("sched", 0.999))])
+                     ms(w.pct("sched", 0.999)), cores])
     if md:
         parts.append("#### Client latency")
         parts.append("")
@@ -911,7 +990,10 @@ def report(run: Run, windows: list[Window], threads: list[LoadThread],
                  f"{args.baseline:g} s before node 4 started; after: {args.after:g} s after "
                  f"the hand-off. A window of {args.rate:g} req/s x 10 s holds about "
                  f"{args.rate * 10:,.0f} requests, so its p99.9 rests on its ~"
-                 f"{max(1, round(args.rate * 10 / 1000))} slowest per 10 s.")
+                 f"{max(1, round(args.rate * 10 / 1000))} slowest per 10 s. CPU: cores "
+                 "busy over the window (1.00 = one CPU) in the dynamo-server processes, in "
+                 "this script (clients and polling) and on the whole machine (/proc/stat); "
+                 "the rest of the machine's figure is other work.")
     parts.append("")
 
     # 3. per node
@@ -952,6 +1034,27 @@ def report(run: Run, windows: list[Window], threads: list[LoadThread],
                  "the settle and after the hand-off. Counters from INFO dynamo after the "
                  f"hand-off; deferrals: background rounds skipped under load. N*K = {N * K:,}.")
     parts.append("")
+
+    # CPU of each node by window
+    cw = [w for w in windows if len(w.cpu) == 2 and w.cpu[1].t > w.cpu[0].t]
+    if cw:
+        rows = []
+        for i, node in enumerate(run.nodes):
+            row = [node.label]
+            for w in cw:
+                a, b = w.cpu
+                v = b.nodes.get(i)
+                row.append("-" if v is None else
+                           f"{(v - a.nodes.get(i, 0.0)) / (b.t - a.t):.2f}")
+            rows.append(row)
+        if md:
+            parts.append("#### Node CPU by window (cores)")
+            parts.append("")
+        else:
+            parts.append("Node CPU by window (cores busy, 1.00 = one CPU):")
+        parts.append(render_table(["node"] + [w.name for w in cw], rows, md,
+                                  right=set(range(1, len(cw) + 1))))
+        parts.append("")
 
     # 4. verification
     vparts = []
@@ -1093,6 +1196,7 @@ def main(argv: list[str]) -> int:
     try:
         try:
             # 1. three nodes
+            run.loadavg["start"] = os.getloadavg()[0]
             log(f"starting 3 nodes (N={N} R={R} W={W}, {ENGINE}) under {root}")
             ports = free_ports(2 * OLD_NODES)
             for i in range(OLD_NODES):
@@ -1123,31 +1227,42 @@ def main(argv: list[str]) -> int:
             warmup = 2.0
             log(f"client load: {args.threads} threads, {args.rate:g} req/s in all; "
                 f"{warmup:g}s warm-up, then a {args.baseline:g}s baseline")
-            time.sleep(warmup + args.baseline)
+            time.sleep(warmup)
+            run.cpu["baseline"] = cpu_snapshot(run.nodes)
+            time.sleep(args.baseline)
             check_alive(run, "the baseline")
 
             # 4. node 4
             new_ports = [p for p in free_ports(8) if p not in ports][:2]
-            run.t_join = time.perf_counter()
-            windows.append(Window("baseline (3 nodes)", run.t_join - args.baseline,
-                                  run.t_join))
+            run.cpu["join"] = cpu_snapshot(run.nodes)
+            run.t_join = run.cpu["join"].t
+            run.loadavg["node 4's start"] = os.getloadavg()[0]
+            windows.append(Window("baseline (3 nodes)", run.cpu["baseline"].t, run.t_join,
+                                  cpu=(run.cpu["baseline"], run.cpu["join"])))
             log("starting node 4")
             start_node(run, OLD_NODES, bin_copy, new_ports[0], new_ports[1])
             run.t_pong = time.perf_counter()
             pollers.append(Poller(run.nodes[-1].port))
             log(f"  node 4 answered PING after {run.t_pong - run.t_join:.1f}s")
             watch_join(run, pollers, args, deadline)
+            end = run.cpu.get("settle") or cpu_snapshot(run.nodes)
             windows.append(Window("join (start -> settled)", run.t_join,
-                                  run.t_settle if run.t_settle else time.perf_counter()))
+                                  run.t_settle if run.t_settle else end.t,
+                                  cpu=(run.cpu["join"], end)))
             if run.t_settle is not None:
+                end = run.cpu.get("handoff") or cpu_snapshot(run.nodes)
                 windows.append(Window("hand-off (settled -> over)", run.t_settle,
-                                      run.t_handoff if run.t_handoff else time.perf_counter()))
+                                      run.t_handoff if run.t_handoff else end.t,
+                                      cpu=(run.cpu["settle"], end)))
             if run.t_handoff is not None and args.after > 0:
                 log(f"  measuring {args.after:g}s more after the hand-off")
                 time.sleep(args.after)
-                run.t_after_end = time.perf_counter()
-                windows.append(Window("after (4 nodes)", run.t_handoff, run.t_after_end))
+                run.cpu["after"] = cpu_snapshot(run.nodes)
+                run.t_after_end = run.cpu["after"].t
+                windows.append(Window("after (4 nodes)", run.t_handoff, run.t_after_end,
+                                      cpu=(run.cpu["handoff"], run.cpu["after"])))
         finally:
+            run.loadavg["the end"] = os.getloadavg()[0]
             stop.set()
             for th in threads:
                 th.join(timeout=args.client_timeout + 5)
@@ -1186,7 +1301,8 @@ def main(argv: list[str]) -> int:
             run.notes.append(f"{wrong_live} GETs returned nil or a value never written to "
                              "the key")
         if bad_verify:
-            run.notes.append(f"the final check found {bad_verify} keys not matching")
+            run.notes.append(f"the final check: {bad_verify} GETs (over both nodes) did not "
+                             "return the expected value")
         if any(th.crash for th in threads):
             run.notes.append("a load thread crashed; its figures stop there")
         if run.error or bad_verify or wrong_live or any(th.crash for th in threads):

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use compat_tests::{holds, info_field, q, wait_for, Cluster};
+use compat_tests::{holds, info_field, node_id, owners_of, q, wait_for, Cluster};
 
 const QUORUM: (usize, usize, usize) = (3, 2, 2);
 const FAST_HANDOFF: &[&str] = &["--hint-delivery-interval-ms", "200"];
@@ -111,5 +111,61 @@ fn hints_survive_a_restart_of_the_node_holding_them() {
     });
     for i in 0..50 {
         assert!(holds(cluster.node(2), &format!("kept:{i}")));
+    }
+}
+
+/// Hints meant for a node that is then removed for good cannot wait for it:
+/// they go to the key's new replicas, and nothing is left pending.
+#[test]
+fn hints_for_a_removed_node_go_to_the_new_replicas() {
+    let mut cluster = Cluster::start(
+        4,
+        QUORUM,
+        &["--q", "64", "--hint-delivery-interval-ms", "200"],
+    );
+    let dead = node_id(cluster.node(3));
+    cluster.nodes[3].kill9();
+    let keys: Vec<String> = (0..300).map(|i| format!("orphan:{i}")).collect();
+    {
+        let mut a = cluster.node(0).client();
+        for key in &keys {
+            let _: () = q(&mut a, &["SET", key, "v"]);
+        }
+    }
+    let pending = |cluster: &Cluster| -> u64 {
+        cluster.nodes[..3]
+            .iter()
+            .map(|n| info_field(n, "hints_pending"))
+            .sum()
+    };
+    wait_for(
+        "hints held for the dead node",
+        Duration::from_secs(5),
+        || pending(&cluster) > 0,
+    );
+    let held = pending(&cluster);
+    let reply: String = q(&mut cluster.node(0).client(), &["DYNAMO", "REMOVE", &dead]);
+    assert_eq!(reply, "OK");
+    let live = [0, 1, 2];
+    cluster.wait_settled(&live, 4, Duration::from_secs(60));
+    wait_for(
+        "hints for the removed node delivered",
+        Duration::from_secs(30),
+        || pending(&cluster) == 0,
+    );
+    eprintln!("{held} hints for the removed node went to the new replicas");
+    let mut b = cluster.node(1).client();
+    for key in &keys {
+        let value: String = q(&mut b, &["GET", key]);
+        assert_eq!(value, "v", "{key}");
+        let owners = owners_of(cluster.node(0), key);
+        assert!(
+            !owners.contains(&dead),
+            "{key} still owned by the removed node"
+        );
+        for i in live {
+            let owner = owners.contains(&node_id(cluster.node(i)));
+            assert_eq!(holds(cluster.node(i), key), owner, "{key} on node {i}");
+        }
     }
 }

@@ -160,6 +160,33 @@ impl ClusterState {
         })
     }
 
+    /// Who the transition in progress waits for in its current phase:
+    /// members not yet aware, new replicas still fetching (node and number
+    /// of partitions), or members not yet reading from the target.
+    pub fn waiting_for(&self) -> Vec<(NodeId, usize)> {
+        let Some(t) = &self.transition else {
+            return Vec::new();
+        };
+        let missing = |set: &std::collections::BTreeSet<NodeId>| {
+            self.required_members()
+                .filter(|m| !set.contains(m))
+                .map(|m| (m, 0))
+                .collect()
+        };
+        match self.phase() {
+            Some(Phase::Announced) => missing(&t.aware),
+            Some(Phase::Syncing) => {
+                let mut per_node: BTreeMap<NodeId, usize> = BTreeMap::new();
+                for m in self.pending_moves() {
+                    *per_node.entry(m.to).or_default() += 1;
+                }
+                per_node.into_iter().collect()
+            }
+            Some(Phase::SwitchingReads) => missing(&t.reading),
+            _ => Vec::new(),
+        }
+    }
+
     /// Every partition move of the transition in progress.
     pub fn moves(&self) -> Vec<Move> {
         match &self.transition {

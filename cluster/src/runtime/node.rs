@@ -946,29 +946,41 @@ impl Node {
             }
         };
         let view = self.view();
-        let deliveries = batch
-            .into_iter()
-            .filter(|h| {
-                h.owner == self.me || (view.addrs.contains_key(&h.owner) && self.is_up(h.owner))
-            })
-            .map(|hint| {
-                let node = self.clone();
-                async move {
-                    let request = Request::Merge {
-                        key: hint.key.clone(),
-                        siblings: hint.siblings.clone(),
-                    };
-                    let delivered =
-                        matches!(node.call(hint.owner, request).await, Ok(Response::Ack));
-                    (hint, delivered)
+        let deliveries = batch.into_iter().filter_map(|hint| {
+            let targets = self.hint_targets(&view, &hint)?;
+            let node = self.clone();
+            Some(async move {
+                let request = Request::Merge {
+                    key: hint.key.clone(),
+                    siblings: hint.siblings.clone(),
+                };
+                let mut delivered = true;
+                for target in targets {
+                    delivered &=
+                        matches!(node.call(target, request.clone()).await, Ok(Response::Ack));
                 }
-            });
+                (hint, delivered)
+            })
+        });
         for (hint, delivered) in futures_util::future::join_all(deliveries).await {
             if delivered {
                 self.forget_delivered(&hint);
             }
         }
         next
+    }
+
+    /// Where a hint goes now: its owner when that is a member and up; for an
+    /// owner that was removed (it will never come back), the key's current
+    /// replicas, all of which must be up. `None`: not deliverable now.
+    fn hint_targets(&self, view: &View, hint: &Hint) -> Option<Vec<NodeId>> {
+        if hint.owner == self.me || view.addrs.contains_key(&hint.owner) {
+            return (hint.owner == self.me || self.is_up(hint.owner)).then(|| vec![hint.owner]);
+        }
+        let replicas = view
+            .read_ring
+            .preference_list_n(keyspace::ring_position(&hint.key), self.config.n);
+        (!replicas.is_empty() && replicas.iter().all(|n| self.is_up(*n))).then_some(replicas)
     }
 
     fn forget_delivered(&self, hint: &Hint) {

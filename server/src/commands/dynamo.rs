@@ -227,6 +227,10 @@ async fn cluster_admin(state: &ServerState, node: &Arc<Node>, cmd: DynamoCmd) ->
                     Reply::Int(cluster.pending_moves().count() as i64),
                 ),
                 (
+                    text("transition_waiting_for"),
+                    text(&waiting_text(&cluster)),
+                ),
+                (
                     text("transfer_keys_received"),
                     stat(&stats.transfer_keys_received),
                 ),
@@ -355,6 +359,25 @@ fn parse_id(text: &str) -> Option<NodeId> {
         return None;
     }
     u64::from_str_radix(text, 16).ok()
+}
+
+/// Who the ring change waits for, e.g. `0a..(aware)` or `0b..(12 partitions)`.
+fn waiting_text(cluster: &ClusterState) -> String {
+    let what = match cluster.phase() {
+        Some(cluster::membership::Phase::Announced) => "to learn the target ring",
+        Some(cluster::membership::Phase::Syncing) => "partitions to fetch",
+        Some(cluster::membership::Phase::SwitchingReads) => "to move its reads",
+        _ => return String::new(),
+    };
+    cluster
+        .waiting_for()
+        .into_iter()
+        .map(|(node, count)| match count {
+            0 => format!("{} ({what})", hex(node)),
+            n => format!("{} ({n} {what})", hex(node)),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// This node's standing: active, leaving, or left (removed).
