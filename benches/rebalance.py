@@ -21,7 +21,11 @@ On 127.0.0.1 (free ports, never 6379), in one temp dir:
      that follows is over (the nodes' `keys` add up to N*K again);
   5. checks a sample of keys through node 4 and node 1 against what was
      written;
-  6. prints the tables, then the same in Markdown for benches/README.md.
+  6. prints the tables, then the same in Markdown for benches/README.md:
+     join timings and transfer rates, client latency and errors per window
+     (baseline, join, hand-off, after), CPU used by the nodes / this script /
+     the whole machine per window (to tell contention from other jobs), and
+     per-node keys and counters.
 
 Each load thread writes only its own keys (key index = thread mod threads),
 so it knows every value a key can hold and checks each GET of its keys:
