@@ -429,7 +429,12 @@ impl Replica {
             next
         };
         let limit = limit.max(1);
-        let page = self.engine.scan_from(&from, limit)?;
+        let page = match last.checked_add(1) {
+            Some(end) => self
+                .engine
+                .scan_range(&from, &keyspace::position_start(end), limit)?,
+            None => self.engine.scan_from(&from, limit)?,
+        };
         let full = page.len() == limit;
         let mut out = Vec::with_capacity(page.len());
         let mut bytes = 0;
@@ -437,13 +442,9 @@ impl Replica {
             if !out.is_empty() && bytes + skey.len() + raw.len() > max_bytes {
                 return Ok((out, true));
             }
-            match keyspace::split_storage_key(&skey) {
-                Some((position, _)) if position > last => return Ok((out, false)),
-                Some(_) => {
-                    bytes += skey.len() + raw.len();
-                    out.push((skey, raw));
-                }
-                None => {}
+            if keyspace::split_storage_key(&skey).is_some() {
+                bytes += skey.len() + raw.len();
+                out.push((skey, raw));
             }
         }
         Ok((out, full))

@@ -112,6 +112,15 @@ impl Engine for CachedEngine {
         self.inner.scan_from(start, limit)
     }
 
+    fn scan_range(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<Vec<Entry>, StorageError> {
+        self.inner.scan_range(start, end, limit)
+    }
+
     fn count(&self) -> Result<u64, StorageError> {
         self.inner.count()
     }

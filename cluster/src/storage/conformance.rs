@@ -251,6 +251,23 @@ fn scan_ordering_and_limits(e: &dyn Engine) {
     }
     assert_eq!(paged, expected);
 
+    // ranged scans stop before `end`, whatever the limit
+    assert_eq!(
+        keys(&e.scan_range(b"a", b"ab", 100).unwrap()),
+        [&b"a"[..], b"a\x00", b"aa"]
+    );
+    assert_eq!(
+        keys(&e.scan_range(b"a", b"ab", 2).unwrap()),
+        [&b"a"[..], b"a\x00"]
+    );
+    assert_eq!(e.scan_range(b"a", b"a", 10).unwrap(), vec![]);
+    assert_eq!(e.scan_range(b"b", b"a", 10).unwrap(), vec![]);
+    assert_eq!(e.scan_range(b"a", b"ab", 0).unwrap(), vec![]);
+    assert_eq!(
+        keys(&e.scan_range(b"", b"\xff\xff\xff", usize::MAX).unwrap()),
+        expected
+    );
+
     // deleted keys disappear from scans
     e.delete(b"aa").unwrap();
     assert_eq!(

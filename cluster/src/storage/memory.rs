@@ -94,6 +94,24 @@ impl Engine for MemoryEngine {
             .collect())
     }
 
+    fn scan_range(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<Vec<Entry>, StorageError> {
+        if limit == 0 || start >= end {
+            return Ok(Vec::new());
+        }
+        let inner = self.read();
+        Ok(inner
+            .data
+            .range::<[u8], _>((Bound::Included(start), Bound::Excluded(end)))
+            .take(limit)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
     fn count(&self) -> Result<u64, StorageError> {
         Ok(self.read().data.len() as u64)
     }

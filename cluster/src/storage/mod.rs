@@ -140,6 +140,21 @@ pub trait Engine: Send + Sync + 'static {
     /// plus a `0x00` byte appended (the smallest key greater than it).
     fn scan_from(&self, start: &[u8], limit: usize) -> Result<Vec<Entry>, StorageError>;
 
+    /// Up to `limit` entries with `start <= key < end`, in ascending key
+    /// order: like [`Engine::scan_from`] but never reading past `end` (a
+    /// partition's range). The default filters `scan_from`; engines with
+    /// ranged iteration override it.
+    fn scan_range(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<Vec<Entry>, StorageError> {
+        let mut out = self.scan_from(start, limit)?;
+        out.retain(|(k, _)| k.as_slice() < end);
+        Ok(out)
+    }
+
     /// Number of keys stored (may be O(n); callers call it rarely, e.g. at
     /// start-up). Metadata entries are not counted.
     fn count(&self) -> Result<u64, StorageError>;

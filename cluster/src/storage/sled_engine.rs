@@ -188,6 +188,26 @@ impl Engine for SledEngine {
         Ok(out)
     }
 
+    fn scan_range(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<Vec<Entry>, StorageError> {
+        let mut out = Vec::new();
+        if limit == 0 || start >= end {
+            return Ok(out);
+        }
+        for entry in self.tree.range(start..end) {
+            let (k, v) = entry.map_err(|e| self.err(e))?;
+            out.push((k.to_vec(), v.to_vec()));
+            if out.len() == limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
     fn count(&self) -> Result<u64, StorageError> {
         // `Tree::len` would silently count errors as keys; walk it ourselves.
         let mut n = 0u64;
