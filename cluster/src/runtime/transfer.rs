@@ -54,8 +54,9 @@ const PAGE_BYTES: usize = 4 << 20;
 /// Most keys one page may ask for, whatever the request says.
 const MAX_PAGE_KEYS: usize = 4096;
 /// Hand-off pages per round (the round repeats every gossip interval or
-/// half second, under the background budget).
-const HANDOFF_PAGES_PER_ROUND: usize = 16;
+/// half second, under the background budget and at most
+/// `transfer-max-keys-per-sec`).
+const HANDOFF_PAGES_PER_ROUND: usize = 4;
 
 /// What this node is fetching, for STATUS and INFO.
 #[derive(Debug, Clone)]
@@ -114,6 +115,13 @@ fn partition_bounds(ring: &Ring, partition: usize) -> (u64, u64) {
         ring.partition_start(partition + 1) - 1
     };
     (first, last)
+}
+
+/// Time between transition steps: the gossip interval, within 50..500 ms.
+fn step_period(config: &super::node::ClusterConfig) -> Duration {
+    config
+        .gossip_interval
+        .clamp(Duration::from_millis(50), Duration::from_millis(500))
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -215,11 +223,7 @@ impl Node {
 
     /// Runs this node's part of ring changes forever.
     pub async fn run_transitions(self: Arc<Self>) {
-        let period = self
-            .config()
-            .gossip_interval
-            .clamp(Duration::from_millis(50), Duration::from_millis(500));
-        let mut ticker = tokio::time::interval(period);
+        let mut ticker = tokio::time::interval(step_period(self.config()));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticker.tick().await;
@@ -547,8 +551,17 @@ impl Node {
         let me = self.id();
         let n = self.config().n;
         let q = ring.q();
-        let batch = self.config().transfer_batch;
+        let config = self.config();
+        // Keys this round may hand off: a few pages, fewer under a rate limit.
+        let period = step_period(config);
+        let mut batch = config.transfer_batch;
         let mut budget = HANDOFF_PAGES_PER_ROUND;
+        if config.transfer_max_keys_per_sec > 0 {
+            let per_round =
+                (config.transfer_max_keys_per_sec as f64 * period.as_secs_f64()).ceil() as usize;
+            batch = batch.min(per_round.max(1));
+            budget = budget.min(per_round.div_ceil(batch).max(1));
+        }
         let start = *lock(&self.transfer_local().handoff_cursor);
         for step in 0..q {
             let partition = (start + step) % q;
