@@ -63,6 +63,9 @@ pub struct Config {
     /// Background work slows to one round in eight while the node serves
     /// more replica requests per second than this for other nodes.
     pub background_max_replica_rate: u64,
+    /// Background work skips its rounds while client requests' mean latency
+    /// is above this many times its recent baseline (0: off).
+    pub background_latency_factor: f64,
     /// Most keys per second a node fetches as a partition's new replica
     /// after a ring change (0: only the background budget limits it).
     pub transfer_max_keys_per_sec: u64,
@@ -131,6 +134,7 @@ impl Default for Config {
             tombstone_grace_ms: 60_000,
             background_max_foreground: 64,
             background_max_replica_rate: 2_000,
+            background_latency_factor: 2.0,
             transfer_max_keys_per_sec: 0,
             transfer_batch: 512,
             data_dir: PathBuf::from("./data"),
@@ -317,6 +321,10 @@ impl Config {
                 self.background_max_replica_rate.to_string(),
             ),
             (
+                "background-latency-factor",
+                self.background_latency_factor.to_string(),
+            ),
+            (
                 "transfer-max-keys-per-sec",
                 self.transfer_max_keys_per_sec.to_string(),
             ),
@@ -410,6 +418,13 @@ impl Config {
         positive("gossip-interval-ms", self.gossip_interval_ms)?;
         positive("hint-delivery-interval-ms", self.hint_delivery_interval_ms)?;
         positive("hint-batch", self.hint_batch as u64)?;
+        if !(self.background_latency_factor == 0.0
+            || (1.0..=100.0).contains(&self.background_latency_factor))
+        {
+            return Err(
+                "bad value for option 'background-latency-factor': 0 (off) or from 1 to 100".into(),
+            );
+        }
         if !(1..=4096).contains(&self.transfer_batch) {
             return Err("bad value for option 'transfer-batch': must be from 1 to 4096".into());
         }

@@ -149,6 +149,16 @@ fn section_text(state: &ServerState, section: &str, out: &mut String) {
                         &node.config().background_max_replica_rate,
                     );
                     line("replica_requests_per_sec", &(node.replica_rate() as u64));
+                    line(
+                        "background_latency_factor",
+                        &node.config().background_latency_factor,
+                    );
+                    let (last, baseline) = node.foreground_latency_us();
+                    line("foreground_latency_us", &last.map_or(0, |v| v as u64));
+                    line(
+                        "foreground_latency_baseline_us",
+                        &baseline.map_or(0, |v| v as u64),
+                    );
                     line("transition", &cluster.phase().map_or("none", |p| p.name()));
                     line(
                         "ring_target_version",

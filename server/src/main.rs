@@ -151,6 +151,7 @@ async fn start_cluster(
         tombstone_grace: Duration::from_millis(config.tombstone_grace_ms),
         background_max_foreground: config.background_max_foreground,
         background_max_replica_rate: config.background_max_replica_rate,
+        background_latency_factor: config.background_latency_factor,
         fallback_acks_count: config.fallback_acks_count,
         gossip_interval: Duration::from_millis(config.gossip_interval_ms),
         transfer_max_keys_per_sec: config.transfer_max_keys_per_sec,

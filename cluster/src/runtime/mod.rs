@@ -7,6 +7,7 @@
 //! [`crate::ring`], which are plain data.
 
 pub mod antientropy;
+pub mod budget;
 pub mod changes;
 pub mod node;
 pub mod tombstones;

@@ -81,6 +81,9 @@ pub struct ClusterConfig {
     /// Background work runs one round in eight while this node serves more
     /// replica requests per second than this for other nodes' clients.
     pub background_max_replica_rate: u64,
+    /// Background work skips its rounds while the mean latency of client
+    /// requests here is above this many times its recent baseline (0: off).
+    pub background_latency_factor: f64,
     /// A key's newest tombstone must be this old before it is collected, so
     /// no message still in flight can carry an older version back.
     pub tombstone_grace: Duration,
@@ -180,6 +183,7 @@ pub struct Node {
     load_sample: Mutex<LoadSample>,
     background_ticks: AtomicU64,
     transfer: super::transfer::TransferLocal,
+    latency: Mutex<super::budget::LatencyWatch>,
 }
 
 /// The replica request rate, sampled for the background budget.
@@ -189,19 +193,32 @@ struct LoadSample {
     rate: f64,
 }
 
-/// Counts a client request as in flight while it lives.
-struct Foreground<'a>(&'a AtomicUsize);
+/// Counts a client request as in flight while it lives, and records its
+/// latency when it ends (the background budget watches both).
+struct Foreground<'a> {
+    node: &'a Node,
+    started: std::time::Instant,
+}
 
 impl<'a> Foreground<'a> {
-    fn enter(counter: &'a AtomicUsize) -> Foreground<'a> {
-        counter.fetch_add(1, Ordering::Relaxed);
-        Foreground(counter)
+    fn enter(node: &'a Node) -> Foreground<'a> {
+        node.foreground.fetch_add(1, Ordering::Relaxed);
+        Foreground {
+            node,
+            started: std::time::Instant::now(),
+        }
     }
 }
 
 impl Drop for Foreground<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.node.foreground.fetch_sub(1, Ordering::Relaxed);
+        let now = std::time::Instant::now();
+        self.node
+            .latency
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .record(now - self.started, now);
     }
 }
 
@@ -286,6 +303,7 @@ impl Node {
             }),
             background_ticks: AtomicU64::new(0),
             transfer: super::transfer::TransferLocal::default(),
+            latency: Mutex::new(super::budget::LatencyWatch::new(std::time::Instant::now())),
         };
         node.persist();
         Ok(node)
@@ -460,7 +478,7 @@ impl Node {
 
     /// `get(key)`: the merged sibling set of R replicas.
     pub async fn get(self: &Arc<Self>, key: &[u8]) -> Result<Siblings, ClusterError> {
-        let _foreground = Foreground::enter(&self.foreground);
+        let _foreground = Foreground::enter(self);
         CoordinatorStats::bump(&self.replica.stats().reads);
         let plan = self.plan(key);
         let mut targets = plan.nodes();
@@ -496,7 +514,7 @@ impl Node {
         write: Write,
         now_ms: u64,
     ) -> Result<Siblings, ClusterError> {
-        let _foreground = Foreground::enter(&self.foreground);
+        let _foreground = Foreground::enter(self);
         let plan = self.write_plan(key);
         if plan.is_owner(self.me) {
             let (_, stored) = self.replica.write(key, now_ms, |_| (Some(write), ()))?;
@@ -516,7 +534,7 @@ impl Node {
         now_ms: u64,
         decide: impl FnOnce(&Siblings) -> (Option<Write>, R) + Send,
     ) -> Result<R, ClusterError> {
-        let _foreground = Foreground::enter(&self.foreground);
+        let _foreground = Foreground::enter(self);
         let plan = self.write_plan(key);
         if plan.is_owner(self.me) {
             // A quorum read first (R + W > N: it sees every acknowledged
@@ -915,20 +933,42 @@ impl Node {
 
     /// Admission control for background work. A round is skipped (and
     /// counted) while more than `background-max-foreground` client requests
-    /// are in flight here (in flight = throughput x latency, so this backs off
-    /// as foreground latency rises), and runs only one time in eight while
-    /// this node serves more than `background-max-replica-rate` replica
-    /// requests per second for other nodes' clients, so a sync slows down
-    /// under load but still progresses.
+    /// are in flight here (in flight = throughput x latency), or while the
+    /// mean latency of client requests over the last half second is above
+    /// `background-latency-factor` times its baseline (the lowest such mean
+    /// of the last minute), so background work backs off as foreground
+    /// latency rises and resumes as it falls; and it runs only one time in
+    /// eight while this node serves more than `background-max-replica-rate`
+    /// replica requests per second for other nodes' clients, so a sync slows
+    /// down under load but still progresses.
     pub(crate) fn background_may_run(&self) -> bool {
         let busy_here = self.foreground_in_flight() > self.config.background_max_foreground;
+        let slow_here = self.foreground_latency_elevated();
         let busy_replica = self.replica_rate() > self.config.background_max_replica_rate as f64;
         let tick = self.background_ticks.fetch_add(1, Ordering::Relaxed);
-        if !busy_here && (!busy_replica || tick.is_multiple_of(8)) {
+        if !busy_here && !slow_here && (!busy_replica || tick.is_multiple_of(8)) {
             return true;
         }
         CoordinatorStats::bump(&self.replica.stats().background_deferrals);
         false
+    }
+
+    fn foreground_latency_elevated(&self) -> bool {
+        let mut watch = self.latency.lock().unwrap_or_else(|p| p.into_inner());
+        watch.elevated(
+            self.config.background_latency_factor,
+            std::time::Instant::now(),
+        )
+    }
+
+    /// Mean latency (µs) of client requests over the last half second (if
+    /// there were enough to judge) and its baseline, for INFO.
+    pub fn foreground_latency_us(&self) -> (Option<f64>, Option<f64>) {
+        let mut watch = self.latency.lock().unwrap_or_else(|p| p.into_inner());
+        (
+            watch.last_us(std::time::Instant::now()),
+            watch.baseline_us(),
+        )
     }
 
     /// One hinted-handoff round: offers up to `hint-batch` hints, from
