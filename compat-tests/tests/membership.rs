@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use compat_tests::{
     check_all_present, holds_many, info_field, minimum_moves, moved, node_id, owners_of_many,
-    partition_counts, q, ring_balance, ring_owners, try_status_of, wait_for, Cluster, Server,
-    SetUnion, SetUnionReport,
+    partition_counts, q, qerr, ring_balance, ring_owners, status_of, try_status_of, wait_for,
+    Cluster, Server, SetUnion, SetUnionReport,
 };
 
 const QUORUM: (usize, usize, usize) = (3, 2, 2);
@@ -525,4 +525,95 @@ fn a_transfer_survives_kill9_of_the_receiver() {
 #[test]
 fn a_transfer_survives_kill9_of_the_sender() {
     a_transfer_survives_kill9_of(Victim::Sender);
+}
+
+/// `DYNAMO PLAN` rows (RESP2: flat name/value pairs) as name -> text maps.
+fn plan_rows(node: &Server, args: &[&str]) -> Vec<HashMap<String, String>> {
+    let mut parts = vec!["DYNAMO", "PLAN"];
+    parts.extend_from_slice(args);
+    let rows: Vec<Vec<redis::Value>> = q(&mut node.client(), &parts);
+    rows.into_iter()
+        .map(|row| {
+            row.chunks(2)
+                .map(|pair| {
+                    let text = |v: &redis::Value| match v {
+                        redis::Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+                        redis::Value::Int(i) => i.to_string(),
+                        other => format!("{other:?}"),
+                    };
+                    (text(&pair[0]), text(&pair[1]))
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn field(row: &HashMap<String, String>, name: &str) -> u64 {
+    row[name]
+        .parse()
+        .unwrap_or_else(|_| panic!("{name} in {row:?}"))
+}
+
+/// PLAN previews a change without making it; bad changes are refused with
+/// a clear error and change nothing either.
+#[test]
+fn plan_previews_changes_and_bad_changes_are_refused() {
+    let cluster = start_settled(3, Q64);
+    let node = cluster.node(0);
+    let digest = status_of(node)["ring_digest"].clone();
+    let ids: Vec<String> = (0..3).map(|i| node_id(cluster.node(i))).collect();
+
+    let join = plan_rows(node, &["JOIN"]);
+    assert_eq!(join.len(), 4, "three members and the new node: {join:?}");
+    let new = join
+        .iter()
+        .find(|r| r["node"] == "new")
+        .expect("a row for the new node");
+    assert_eq!(field(new, "partitions_before"), 0);
+    assert_eq!(field(new, "partitions_after"), 16);
+    assert!(field(new, "replicas_in") >= 16, "{new:?}");
+    let after: u64 = join.iter().map(|r| field(r, "partitions_after")).sum();
+    assert_eq!(after, Q as u64);
+    let leave = plan_rows(node, &["LEAVE", &ids[2]]);
+    let leaving = leave.iter().find(|r| r["node"] == ids[2]).unwrap();
+    assert_eq!(field(leaving, "partitions_after"), 0);
+    // N = 3 of 3 nodes: every node already holds every key; nothing to fetch.
+    assert!(
+        leave.iter().all(|r| field(r, "replicas_in") == 0),
+        "{leave:?}"
+    );
+    let heavier = plan_rows(node, &["WEIGHT", &ids[1], "2"]);
+    let row = heavier.iter().find(|r| r["node"] == ids[1]).unwrap();
+    assert_eq!(field(row, "partitions_after"), 32);
+
+    let mut con = node.client();
+    let unknown = qerr(&mut con, &["DYNAMO", "REMOVE", "00000000000000ff"]);
+    assert!(
+        unknown.starts_with("ERR cannot remove: no member"),
+        "{unknown}"
+    );
+    let itself = qerr(&mut con, &["DYNAMO", "REMOVE", &ids[0]]);
+    assert!(itself.contains("use DYNAMO LEAVE"), "{itself}");
+    let bad_id = qerr(&mut con, &["DYNAMO", "WEIGHT", "not-hex", "2"]);
+    assert!(bad_id.contains("16 hex digits"), "{bad_id}");
+    let bad_weight = qerr(&mut con, &["DYNAMO", "WEIGHT", &ids[1], "-1"]);
+    assert!(bad_weight.contains("weight must be"), "{bad_weight}");
+    let same = qerr(&mut con, &["DYNAMO", "WEIGHT", &ids[1], "1"]);
+    assert!(same.contains("nothing to change"), "{same}");
+    let arity = qerr(&mut con, &["DYNAMO", "PLAN"]);
+    assert!(arity.contains("wrong number of arguments"), "{arity}");
+    assert_eq!(
+        status_of(node)["ring_digest"],
+        digest,
+        "PLAN and refusals changed the ring"
+    );
+}
+
+/// The last node with a weight cannot leave: nobody would own the data.
+#[test]
+fn the_last_owner_cannot_leave() {
+    // n = 2 puts a lone node in cluster mode with a ring of its own.
+    let cluster = Cluster::start(1, (2, 1, 1), &[]);
+    let err = qerr(&mut cluster.node(0).client(), &["DYNAMO", "LEAVE"]);
+    assert!(err.contains("no node with a weight left"), "{err}");
 }
