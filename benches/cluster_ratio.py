@@ -130,7 +130,8 @@ def dynamo_status(port: int) -> dict[str, str]:
 
 
 def wait_converged(cluster: ClusterRun, timeout_s: float = CONVERGE_TIMEOUT_S) -> float:
-    """Waits until every node reports members = 3 and the same ring_digest."""
+    """Waits until every node reports members = 3, the same ring_digest and
+    no ring change in progress (transition none)."""
     t0 = time.monotonic()
     deadline = t0 + timeout_s
     while True:
@@ -140,7 +141,8 @@ def wait_converged(cluster: ClusterRun, timeout_s: float = CONVERGE_TIMEOUT_S) -
                                  f"while the cluster formed; log:\n{log_tail(node)}")
         statuses = [dynamo_status(n.port) for n in cluster.nodes]
         digests = {s.get("ring_digest") for s in statuses}
-        if (all(s.get("members") == str(NODES) for s in statuses)
+        if (all(s.get("members") == str(NODES) and s.get("transition", "none") == "none"
+                for s in statuses)
                 and len(digests) == 1 and None not in digests):
             return time.monotonic() - t0
         if time.monotonic() > deadline:

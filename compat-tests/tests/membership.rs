@@ -617,3 +617,73 @@ fn the_last_owner_cannot_leave() {
     let err = qerr(&mut cluster.node(0).client(), &["DYNAMO", "LEAVE"]);
     assert!(err.contains("no node with a weight left"), "{err}");
 }
+
+/// A cluster that starts as one node and grows: N = 3 with a 1-node ring
+/// keeps each key on that node (R and W are capped at the ring's replicas),
+/// and reads and writes keep working while the first ring change moves the
+/// data to the nodes that join.
+#[test]
+fn a_cluster_growing_from_one_node_serves_reads_and_writes_throughout() {
+    let base = [
+        "--n",
+        "3",
+        "--r",
+        "2",
+        "--w",
+        "2",
+        "--q",
+        "64",
+        "--gossip-interval-ms",
+        "200",
+        "--request-timeout-ms",
+        "2000",
+    ];
+    let first = Server::start(&base);
+    let _: () = q(&mut first.client(), &["SET", "alone", "1"]);
+    let value: String = q(&mut first.client(), &["GET", "alone"]);
+    assert_eq!(value, "1");
+    let seed = compat_tests::peer_addr(&first);
+    let mut args: Vec<&str> = base.to_vec();
+    args.extend(["--seeds", &seed]);
+    let mut nodes = vec![first];
+    nodes.push(Server::start(&args));
+    nodes.push(Server::start(&args));
+    let settled = |nodes: &[Server]| {
+        nodes.iter().all(|n| {
+            try_status_of(n).is_some_and(|s| {
+                s.get("members").map(String::as_str) == Some("3")
+                    && s.get("transition").map(String::as_str) == Some("none")
+            })
+        })
+    };
+    let deadline = Instant::now() + SETTLE_TIMEOUT;
+    let mut written = 0;
+    let mut during_change = 0;
+    while !settled(&nodes) || written < 50 {
+        assert!(Instant::now() < deadline, "the cluster did not settle");
+        let key = format!("grow:{written}");
+        let writer = &nodes[written % 3];
+        let reader = &nodes[(written + 1) % 3];
+        let _: () = q(&mut writer.client(), &["SET", &key, &written.to_string()]);
+        let value: String = q(&mut reader.client(), &["GET", &key]);
+        assert_eq!(
+            value,
+            written.to_string(),
+            "{key} read back through another node"
+        );
+        if try_status_of(writer).is_some_and(|s| s["transition"] != "none") {
+            during_change += 1;
+        }
+        written += 1;
+    }
+    eprintln!("{written} keys written and read back, {during_change} during the ring change");
+    for node in &nodes {
+        let mut con = node.client();
+        for i in 0..written {
+            let value: String = q(&mut con, &["GET", &format!("grow:{i}")]);
+            assert_eq!(value, i.to_string());
+        }
+        let value: String = q(&mut con, &["GET", "alone"]);
+        assert_eq!(value, "1");
+    }
+}

@@ -268,6 +268,9 @@ pub struct AckGroup {
     pub nodes: Vec<NodeId>,
     /// Whether the coordinator's own write counts in this group.
     pub with_coordinator: bool,
+    /// Acknowledgements this group needs, if fewer than W: a ring with
+    /// fewer than W nodes keeps each key on all of them (at least 1).
+    pub needed: Option<usize>,
 }
 
 impl PutFsm {
@@ -303,6 +306,7 @@ impl PutFsm {
         let everyone = AckGroup {
             nodes: others.iter().map(|t| t.node).collect(),
             with_coordinator: true,
+            needed: None,
         };
         PutFsm::start_grouped(key, siblings, others, w, fallbacks_count, vec![everyone])
     }
@@ -396,6 +400,19 @@ impl PutFsm {
         acked + usize::from(group.with_coordinator)
     }
 
+    /// What the error reports as needed: the largest group requirement.
+    fn most_needed(&self) -> usize {
+        self.groups
+            .iter()
+            .map(|g| self.needed(g))
+            .max()
+            .unwrap_or(self.w)
+    }
+
+    fn needed(&self, group: &AckGroup) -> usize {
+        group.needed.map_or(self.w, |n| n.clamp(1, self.w))
+    }
+
     fn group_pending(&self, group: &AckGroup) -> usize {
         self.others
             .iter()
@@ -435,7 +452,7 @@ impl PutFsm {
         if !self.replied {
             self.replied = true;
             out.push(FsmOutput::Reply(Err(ClusterError::Unavailable {
-                needed: self.w,
+                needed: self.most_needed(),
                 got: self.acks(),
             })));
         }
@@ -447,18 +464,21 @@ impl PutFsm {
         if self.replied {
             return;
         }
-        let met = self.groups.iter().all(|g| self.group_acks(g) >= self.w);
+        let met = self
+            .groups
+            .iter()
+            .all(|g| self.group_acks(g) >= self.needed(g));
         let hopeless = self
             .groups
             .iter()
-            .any(|g| self.group_acks(g) + self.group_pending(g) < self.w);
+            .any(|g| self.group_acks(g) + self.group_pending(g) < self.needed(g));
         if met {
             self.replied = true;
             out.push(FsmOutput::Reply(Ok(self.siblings.clone())));
         } else if hopeless {
             self.replied = true;
             out.push(FsmOutput::Reply(Err(ClusterError::Unavailable {
-                needed: self.w,
+                needed: self.most_needed(),
                 got: self.acks(),
             })));
         }
@@ -729,10 +749,12 @@ mod tests {
             AckGroup {
                 nodes: vec![2, 3],
                 with_coordinator: true,
+                needed: None,
             },
             AckGroup {
                 nodes: vec![2, 3, 4],
                 with_coordinator: false,
+                needed: None,
             },
         ];
         let start = |groups: Vec<AckGroup>| {
@@ -763,5 +785,39 @@ mod tests {
             replies(&out)[..],
             [Err(ClusterError::Unavailable { needed: 2, got: 1 })]
         ));
+    }
+
+    /// A ring of one node (a cluster growing from one) holds each key on
+    /// that node alone: its group needs its one acknowledgement, not W.
+    #[test]
+    fn a_group_smaller_than_w_needs_all_its_replicas() {
+        let stored = state(1, 1, "v");
+        let others = vec![
+            WriteTarget {
+                node: 2,
+                hint_for: None,
+            },
+            WriteTarget {
+                node: 3,
+                hint_for: None,
+            },
+        ];
+        let groups = vec![
+            AckGroup {
+                nodes: vec![],
+                with_coordinator: true,
+                needed: Some(1),
+            },
+            AckGroup {
+                nodes: vec![2, 3],
+                with_coordinator: true,
+                needed: Some(3),
+            },
+        ];
+        let (mut fsm, out) =
+            PutFsm::start_grouped(Bytes::from("k"), stored, others, 2, true, groups);
+        assert!(replies(&out).is_empty(), "the 3-node group has 1 of 2");
+        let out = fsm.on_answer(3, ReplicaAnswer::Stored);
+        assert!(matches!(replies(&out)[..], [Ok(_)]), "W = 2 caps the 3");
     }
 }

@@ -133,8 +133,9 @@ pub struct Plan {
     pub orphans: Vec<NodeId>,
     /// Owners under the ring reads use: the ones that may coordinate a write.
     pub coordinators: Vec<NodeId>,
-    /// The nodes of each ring's plan (empty: one group of all targets).
-    pub groups: Vec<Vec<NodeId>>,
+    /// The nodes of each ring's plan and that ring's number of replicas of
+    /// the key (empty: one group of all targets).
+    pub groups: Vec<(Vec<NodeId>, usize)>,
 }
 
 impl Plan {
@@ -149,7 +150,10 @@ impl Plan {
     /// Adds `other`'s targets (a node that is an owner in either plan is an
     /// owner) and orphans, keeping each plan's nodes as a quorum group.
     fn union(mut self, other: Plan) -> Plan {
-        self.groups = vec![self.nodes(), other.nodes()];
+        self.groups = vec![
+            (self.nodes(), self.coordinators.len()),
+            (other.nodes(), other.coordinators.len()),
+        ];
         for t in other.targets {
             match self.targets.iter_mut().find(|mine| mine.node == t.node) {
                 Some(mine) if t.hint_for.is_none() => mine.hint_for = None,
@@ -379,6 +383,16 @@ impl Node {
         self.plan_on(&self.view().read_ring, key)
     }
 
+    /// R or W for a request with `plan`: capped at the key's number of
+    /// replicas when the ring has fewer nodes than that (a key of a 1-node
+    /// ring lives on that node alone); never below 1.
+    fn quorum(&self, configured: usize, plan: &Plan) -> usize {
+        match plan.coordinators.len() {
+            0 => configured,
+            replicas => configured.min(replicas),
+        }
+    }
+
     /// The replicas a write of `key` goes to: the read plan, plus during a
     /// ring change the other ring's (W acknowledgements needed in each).
     pub fn write_plan(&self, key: &[u8]) -> Plan {
@@ -482,7 +496,8 @@ impl Node {
         CoordinatorStats::bump(&self.replica.stats().reads);
         let plan = self.plan(key);
         let mut targets = plan.nodes();
-        if targets == [self.me] && self.config.r <= 1 {
+        let r = self.quorum(self.config.r, &plan);
+        if targets == [self.me] && r <= 1 {
             return self.replica.read(key);
         }
         // Our own replica answers without a network round trip: ask it first.
@@ -492,7 +507,7 @@ impl Node {
         let fanout = if fastrand::f64() < self.config.read_repair_chance {
             targets.len()
         } else {
-            self.config.r
+            r
         };
         let fallbacks = plan
             .targets
@@ -500,8 +515,7 @@ impl Node {
             .filter(|t| t.hint_for.is_some())
             .map(|t| t.node)
             .collect();
-        let (fsm, out) =
-            GetFsm::start_with_fanout(Bytes::copy_from_slice(key), targets, self.config.r, fanout);
+        let (fsm, out) = GetFsm::start_with_fanout(Bytes::copy_from_slice(key), targets, r, fanout);
         let fsm = fsm.without_repair_to(fallbacks);
         self.drive(Quorum::Get(fsm), out).await
     }
@@ -572,20 +586,24 @@ impl Node {
             .copied()
             .filter(|t| t.node != self.me)
             .collect();
-        if others.is_empty() && self.config.w <= 1 && plan.groups.is_empty() {
+        if others.is_empty() && self.quorum(self.config.w, plan) <= 1 && plan.groups.is_empty() {
             return Ok(stored);
         }
+        // A ring with fewer than W nodes has fewer replicas of the key than
+        // W: its group needs all of them (R and W are capped the same way).
         let groups = if plan.groups.is_empty() {
             vec![AckGroup {
                 nodes: others.iter().map(|t| t.node).collect(),
                 with_coordinator: true,
+                needed: Some(plan.coordinators.len()).filter(|n| *n > 0),
             }]
         } else {
             plan.groups
                 .iter()
-                .map(|g| AckGroup {
+                .map(|(g, replicas)| AckGroup {
                     nodes: g.iter().copied().filter(|n| *n != self.me).collect(),
                     with_coordinator: g.contains(&self.me),
+                    needed: Some(*replicas).filter(|n| *n > 0),
                 })
                 .collect()
         };
