@@ -51,6 +51,8 @@ use crate::{
 
 /// Most bytes of stored data in one transfer page.
 const PAGE_BYTES: usize = 4 << 20;
+/// A sender's answer while its background budget is spent.
+const BUSY: &str = "busy: background budget";
 /// Most keys one page may ask for, whatever the request says.
 const MAX_PAGE_KEYS: usize = 4096;
 /// Hand-off pages per round (the round repeats every gossip interval or
@@ -181,6 +183,11 @@ impl Node {
             return Ok(Response::Failed(format!(
                 "partition {partition} out of range"
             )));
+        }
+        // The sender's own budget applies too: the receiver has no clients
+        // of its own to watch, the sender's clients pay for the pages.
+        if !self.background_may_run() {
+            return Ok(Response::Failed(BUSY.into()));
         }
         let (first, last) = partition_bounds(&ring, partition as usize);
         let limit = (limit as usize).clamp(1, MAX_PAGE_KEYS);
@@ -449,6 +456,13 @@ impl Node {
                     next,
                     bytes,
                 }) => (entries, digests, next, bytes),
+                Ok(Response::Failed(reason)) if reason == BUSY => {
+                    local.update(partition, |v| {
+                        v.waiting = Some(format!("old replica {source:016x} busy (its budget)"))
+                    });
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
                 Ok(other) => return Err(format!("old replica {source:016x} answered {other:?}")),
                 Err(error) => return Err(format!("old replica {source:016x}: {error}")),
             };
