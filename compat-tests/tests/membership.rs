@@ -687,3 +687,35 @@ fn a_cluster_growing_from_one_node_serves_reads_and_writes_throughout() {
         assert_eq!(value, "1");
     }
 }
+
+/// A node that left can come back with `DYNAMO JOIN`: its newer entry beats
+/// the removed one, and it gets its share of partitions again.
+#[test]
+fn a_node_that_left_can_join_again() {
+    let cluster = start_settled(4, Q64);
+    let all = [0, 1, 2, 3];
+    let mut con = cluster.node(0).client();
+    for i in 0..200 {
+        let _: () = q(&mut con, &["SET", &format!("back:{i}"), &i.to_string()]);
+    }
+    dynamo_ok(cluster.node(3), &["LEAVE"]);
+    wait_membership(cluster.node(3), "left", SETTLE_TIMEOUT);
+    cluster.wait_settled(&all[..3], 4, SETTLE_TIMEOUT);
+    let seed = compat_tests::peer_addr(cluster.node(0));
+    dynamo_ok(cluster.node(3), &["JOIN", &seed]);
+    wait_membership(cluster.node(3), "active", SETTLE_TIMEOUT);
+    let took = cluster.wait_settled(&all, 4, SETTLE_TIMEOUT);
+    eprintln!("node 3 rejoined: ring settled in {took:.1?}");
+    let ring = ring_owners(cluster.node(0));
+    let counts = partition_counts(&ring);
+    assert_eq!(
+        counts.get(&node_id(cluster.node(3))),
+        Some(&16),
+        "{counts:?}"
+    );
+    let mut back = cluster.node(3).client();
+    for i in 0..200 {
+        let value: String = q(&mut back, &["GET", &format!("back:{i}")]);
+        assert_eq!(value, i.to_string());
+    }
+}

@@ -112,12 +112,27 @@ fn live_member(state: &ClusterState, id: NodeId) -> Result<&Member, ChangeError>
 
 impl Node {
     /// `DYNAMO JOIN addr`: a node that knows nobody else gives up its own
-    /// ring (what it holds is handed to the owners once it is in), then
-    /// gossips with `addr`. Returns the members known afterwards.
+    /// ring (what it holds is handed to the owners once it is in), a node
+    /// that left becomes active again, then it gossips with `addr`. Returns
+    /// the members known afterwards.
     pub async fn join(self: &Arc<Self>, addr: &str) -> Result<usize, TransportError> {
         let me = self.id();
-        let alone = self.cluster_state().required_members().all(|id| id == me);
-        if alone {
+        let state = self.cluster_state();
+        let alone = state.required_members().all(|id| id == me);
+        let left = state
+            .member(me)
+            .is_some_and(|m| m.status != MemberStatus::Active);
+        if left {
+            // A node that left (or was removed) comes back with a newer
+            // entry, which beats its tombstone everywhere.
+            let weight = self.config().weight;
+            self.change_state(|s| {
+                s.update_member(me, |m| {
+                    m.status = MemberStatus::Active;
+                    m.weight = weight;
+                })
+            });
+        } else if alone {
             self.change_state(|s| {
                 s.prepare_join();
                 true
