@@ -23,7 +23,22 @@ const N: usize = 3;
 const Q: usize = 64;
 const Q64: &[&str] = &["--q", "64"];
 /// Slow enough to kill a node while a transfer of `PRELOAD_KEYS` keys runs.
-const SLOW_TRANSFER: &[&str] = &["--q", "64", "--transfer-max-keys-per-sec", "2000"];
+const SLOW_TRANSFER: &[&str] = &[
+    "--q",
+    "64",
+    "--transfer-max-keys-per-sec",
+    "2000",
+    "--fallback-acks-count",
+    "false",
+];
+/// Tests that kill a node check read-after-write with strict quorums: when
+/// fallbacks' acknowledgements count toward W (the default, the paper's
+/// sloppy quorum), a write made while some nodes still believe a restarted
+/// node is down can be acknowledged by a fallback, and a read through a node
+/// that believes it up may ask the two replicas without it until the hint
+/// is delivered. That is the documented price of sloppy quorums, not of a
+/// ring change.
+const Q64_STRICT: &[&str] = &["--q", "64", "--fallback-acks-count", "false"];
 const PRELOAD_KEYS: usize = 10_000;
 /// Transferred keys after which a node is killed in the middle of the transfer.
 const KILL_AFTER_KEYS: u64 = 1_000;
@@ -382,7 +397,7 @@ fn shrinking_5_to_3_with_leave() {
 
 #[test]
 fn removing_a_killed_node_rebuilds_its_replicas() {
-    let mut cluster = start_settled(4, Q64);
+    let mut cluster = start_settled(4, Q64_STRICT);
     let workload = SetUnion::start(cluster.urls(&[0, 1, 2, 3]), 64, 3, 3);
     // Preload: every key written while all four nodes hold replicas.
     workload.wait_progress(4 * STEP_WRITES, PROGRESS_TIMEOUT);
