@@ -133,12 +133,36 @@ pub struct Plan {
     pub orphans: Vec<NodeId>,
     /// Owners under the ring reads use: the ones that may coordinate a write.
     pub coordinators: Vec<NodeId>,
-    /// The nodes of each ring's plan and that ring's number of replicas of
-    /// the key (empty: one group of all targets).
-    pub groups: Vec<(Vec<NodeId>, usize)>,
+    /// Each ring's part of a write during a ring change (empty: one group
+    /// of all targets).
+    pub groups: Vec<PlanGroup>,
+}
+
+/// One ring's targets for a write during a ring change.
+#[derive(Debug, Clone, Default)]
+pub struct PlanGroup {
+    /// The ring's targets: owners that are up, then stand-ins.
+    pub nodes: Vec<NodeId>,
+    /// Those standing in for a down owner of this ring.
+    pub stand_ins: Vec<NodeId>,
+    /// The ring's number of replicas of the key.
+    pub replicas: usize,
 }
 
 impl Plan {
+    fn group(&self) -> PlanGroup {
+        PlanGroup {
+            nodes: self.nodes(),
+            stand_ins: self
+                .targets
+                .iter()
+                .filter(|t| t.hint_for.is_some())
+                .map(|t| t.node)
+                .collect(),
+            replicas: self.coordinators.len(),
+        }
+    }
+
     fn nodes(&self) -> Vec<NodeId> {
         self.targets.iter().map(|t| t.node).collect()
     }
@@ -147,17 +171,23 @@ impl Plan {
         self.coordinators.contains(&node)
     }
 
-    /// Adds `other`'s targets (a node that is an owner in either plan is an
-    /// owner) and orphans, keeping each plan's nodes as a quorum group.
+    /// Adds `other`'s targets and orphans, keeping each plan's nodes as a
+    /// quorum group. A node that is an owner in one ring and a stand-in in
+    /// the other gets a plain merge (it is an owner); it then holds no hint,
+    /// so the coordinator keeps one for the owner it stands in for, and the
+    /// node counts as a stand-in in the group where it is one.
     fn union(mut self, other: Plan) -> Plan {
-        self.groups = vec![
-            (self.nodes(), self.coordinators.len()),
-            (other.nodes(), other.coordinators.len()),
-        ];
+        self.groups = vec![self.group(), other.group()];
         for t in other.targets {
             match self.targets.iter_mut().find(|mine| mine.node == t.node) {
-                Some(mine) if t.hint_for.is_none() => mine.hint_for = None,
-                Some(_) => {}
+                Some(mine) => match (mine.hint_for, t.hint_for) {
+                    (Some(stood_for), None) => {
+                        mine.hint_for = None;
+                        self.orphans.push(stood_for);
+                    }
+                    (None, Some(stood_for)) => self.orphans.push(stood_for),
+                    _ => {}
+                },
                 None => self.targets.push(t),
             }
         }
@@ -168,6 +198,8 @@ impl Plan {
         }
         let targets = self.nodes();
         self.orphans.retain(|o| !targets.contains(o));
+        self.orphans.sort_unstable();
+        self.orphans.dedup();
         self
     }
 }
@@ -596,14 +628,23 @@ impl Node {
                 nodes: others.iter().map(|t| t.node).collect(),
                 with_coordinator: true,
                 needed: Some(plan.coordinators.len()).filter(|n| *n > 0),
+                stand_ins: others
+                    .iter()
+                    .filter(|t| t.hint_for.is_some())
+                    .map(|t| t.node)
+                    .collect(),
             }]
         } else {
             plan.groups
                 .iter()
-                .map(|(g, replicas)| AckGroup {
-                    nodes: g.iter().copied().filter(|n| *n != self.me).collect(),
-                    with_coordinator: g.contains(&self.me),
-                    needed: Some(*replicas).filter(|n| *n > 0),
+                .map(|g| AckGroup {
+                    nodes: g.nodes.iter().copied().filter(|n| *n != self.me).collect(),
+                    // The coordinator stored the write itself; where it only
+                    // stands in, it counts as fallbacks do.
+                    with_coordinator: g.nodes.contains(&self.me)
+                        && (self.config.fallback_acks_count || !g.stand_ins.contains(&self.me)),
+                    needed: Some(g.replicas).filter(|n| *n > 0),
+                    stand_ins: g.stand_ins.clone(),
                 })
                 .collect()
         };
