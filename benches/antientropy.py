@@ -42,6 +42,7 @@ sys.dont_write_bytecode = True  # no benches/__pycache__ from the imports
 
 from ratio import (  # noqa: E402  (after the sys.path change)
     APT_HINT,
+    pipe_commands,
     ERROR_LINE,
     BenchError,
     Result,
@@ -98,7 +99,6 @@ SETTLE_TIMEOUT_S = 300.0  # waiting for every node to store a load
 AE_COUNTERS = ("anti_entropy_bytes", "anti_entropy_keys_repaired", "anti_entropy_rounds",
                "anti_entropy_partitions_synced", "background_deferrals")
 
-PIPE_SUMMARY = re.compile(r"errors:\s*(\d+),\s*replies:\s*(\d+)")
 
 # The nodes log failed anti-entropy exchanges at debug level only.  An exchange
 # that fails half way (e.g. a request timing out) has merged keys but counts
@@ -212,51 +212,20 @@ def wait_keys(nodes: list[Server], expected: int, timeout_s: float, what: str) -
 
 def pipe_load(port: int, start: int, end: int, size: int, out_path: Path,
               timeout_s: float) -> float:
-    """SET key:%012d for i in [start, end) through `redis-cli --pipe`.
-
-    The RESP stream is generated here and written to redis-cli's stdin in
-    chunks; redis-cli's report goes to a file (it prints error replies as they
-    arrive, and a full stdout pipe would stall it).  Every reply must be a
-    success: `errors: 0, replies: end - start`.  Returns the seconds taken.
+    """SET key:%012d for i in [start, end) through `redis-cli --pipe`
+    (`ratio.pipe_commands`); every reply must be a success.  Returns the
+    seconds taken.
     """
     if end <= start:
         return 0.0
     value = b"x" * size
     head = b"*3\r\n$3\r\nSET\r\n$16\r\nkey:"
     tail = b"\r\n$%d\r\n%s\r\n" % (size, value)
-    t0 = time.monotonic()
-    with open(out_path, "wb") as out:
-        p = subprocess.Popen(["redis-cli", "-h", "127.0.0.1", "-p", str(port), "--pipe"],
-                             stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT,
-                             start_new_session=True)
-        _children.append(p)
-        try:
-            chunk = 20000
-            for lo in range(start, end, chunk):
-                hi = min(lo + chunk, end)
-                p.stdin.write(b"".join(b"%s%012d%s" % (head, i, tail) for i in range(lo, hi)))
-            p.stdin.close()
-            p.wait(timeout=max(1.0, timeout_s - (time.monotonic() - t0)))
-        except BrokenPipeError:
-            p.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait(timeout=10)
-            raise BenchError(f"loading keys {start}..{end} through port {port} took "
-                             f"more than {timeout_s:.0f}s")
-        finally:
-            _children.remove(p)
-    elapsed = time.monotonic() - t0
-    text = out_path.read_text(errors="replace")
-    m = PIPE_SUMMARY.search(text)
-    if p.returncode != 0 or m is None:
-        raise BenchError(f"redis-cli --pipe exited with status {p.returncode}:\n"
-                         + "\n".join(text.splitlines()[-10:]))
-    errors, replies = int(m.group(1)), int(m.group(2))
-    if errors != 0 or replies != end - start:
-        raise BenchError(f"redis-cli --pipe: errors: {errors}, replies: {replies} for "
-                         f"{end - start} SETs:\n" + "\n".join(text.splitlines()[-10:]))
-    return elapsed
+    chunk = 20000
+    chunks = (b"".join(b"%s%012d%s" % (head, i, tail) for i in range(lo, min(lo + chunk, end)))
+              for lo in range(start, end, chunk))
+    return pipe_commands(port, chunks, end - start, out_path, timeout_s, _children,
+                         f"loading keys {start}..{end}")
 
 
 # --------------------------------------------------------------------------- #

@@ -132,6 +132,52 @@ class BenchError(Exception):
     pass
 
 
+PIPE_SUMMARY = re.compile(r"errors:\s*(\d+),\s*replies:\s*(\d+)")
+
+
+def pipe_commands(port: int, chunks, expected: int, out_path: Path, timeout_s: float,
+                  children: list, what: str) -> float:
+    """Sends RESP commands (an iterable of byte chunks) through `redis-cli --pipe`.
+
+    redis-cli's report goes to a file (it prints error replies as they arrive,
+    and a full stdout pipe would stall it); it must say `errors: 0, replies:
+    expected`.  The process is in `children` while it runs (the caller's
+    cleanup list).  Returns the seconds taken.
+    """
+    t0 = time.monotonic()
+    with open(out_path, "wb") as out:
+        p = subprocess.Popen(["redis-cli", "-h", "127.0.0.1", "-p", str(port), "--pipe"],
+                             stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT,
+                             start_new_session=True)
+        children.append(p)
+        try:
+            for chunk in chunks:
+                p.stdin.write(chunk)
+                if time.monotonic() - t0 > timeout_s:
+                    raise subprocess.TimeoutExpired(p.args, timeout_s)
+            p.stdin.close()
+            p.wait(timeout=max(1.0, timeout_s - (time.monotonic() - t0)))
+        except BrokenPipeError:
+            p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(timeout=10)
+            raise BenchError(f"{what} through port {port} took more than {timeout_s:.0f}s")
+        finally:
+            children.remove(p)
+    elapsed = time.monotonic() - t0
+    text = out_path.read_text(errors="replace")
+    m = PIPE_SUMMARY.search(text)
+    if p.returncode != 0 or m is None:
+        raise BenchError(f"redis-cli --pipe exited with status {p.returncode}:\n"
+                         + "\n".join(text.splitlines()[-10:]))
+    errors, replies = int(m.group(1)), int(m.group(2))
+    if errors != 0 or replies != expected:
+        raise BenchError(f"redis-cli --pipe: errors: {errors}, replies: {replies} for "
+                         f"{expected} commands:\n" + "\n".join(text.splitlines()[-10:]))
+    return elapsed
+
+
 def start_server(srv: Server, cmd: list[str], wait_s: float = 30.0) -> None:
     assert srv.tmp is not None
     srv.log_path = srv.tmp / "server.log"

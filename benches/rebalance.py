@@ -42,7 +42,6 @@ import argparse
 import math
 import os
 import random
-import re
 import shutil
 import signal
 import socket
@@ -59,6 +58,7 @@ sys.dont_write_bytecode = True  # no benches/__pycache__ from the imports
 
 from ratio import (  # noqa: E402  (after the sys.path change)
     APT_HINT,
+    pipe_commands,
     REPO_ROOT,
     BenchError,
     Server,
@@ -93,8 +93,6 @@ MIN_VALUE_BYTES = 32  # room for the tag + key index each value starts with
 # not moved for HANDOFF_STABLE_S.
 HANDOFF_TOLERANCE = 0.001
 HANDOFF_STABLE_S = 10.0
-
-PIPE_SUMMARY = re.compile(r"errors:\s*(\d+),\s*replies:\s*(\d+)")
 
 # Fields read from DYNAMO STATUS / INFO dynamo on every poll.
 INT_FIELDS = ("members", "keys", "partitions", "transfers_pending",
@@ -638,51 +636,22 @@ def wait_keys(run: Run, pollers: list[Poller], expected: int, timeout_s: float,
 
 
 def pipe_load(port: int, keys: int, size: int, out_path: Path, timeout_s: float) -> float:
-    """SET key:%012d = value_of("L", i) for i < keys through `redis-cli --pipe`.
-
-    redis-cli's report goes to a file (a full stdout pipe would stall it); it
-    must say `errors: 0, replies: keys`.  Returns the seconds taken.
+    """SET key:%012d = value_of("L", i) for i < keys through `redis-cli --pipe`
+    (`ratio.pipe_commands`); every reply must be a success.  Returns the
+    seconds taken.
     """
-    t0 = time.perf_counter()
-    with open(out_path, "wb") as out:
-        p = subprocess.Popen(["redis-cli", "-h", "127.0.0.1", "-p", str(port), "--pipe"],
-                             stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT,
-                             start_new_session=True)
-        _children.append(p)
-        try:
-            chunk = 20000
-            for lo in range(0, keys, chunk):
-                buf = []
-                for i in range(lo, min(lo + chunk, keys)):
-                    k = KEY_FMT % i
-                    v = value_of(LOAD_TAG, i, size)
-                    buf.append(b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n"
-                               % (len(k), k, len(v), v))
-                p.stdin.write(b"".join(buf))
-                if time.perf_counter() - t0 > timeout_s:
-                    raise subprocess.TimeoutExpired(p.args, timeout_s)
-            p.stdin.close()
-            p.wait(timeout=max(1.0, timeout_s - (time.perf_counter() - t0)))
-        except BrokenPipeError:
-            p.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait(timeout=10)
-            raise BenchError(f"loading {keys} keys through port {port} took more than "
-                             f"{timeout_s:.0f}s")
-        finally:
-            _children.remove(p)
-    elapsed = time.perf_counter() - t0
-    text_out = out_path.read_text(errors="replace")
-    m = PIPE_SUMMARY.search(text_out)
-    if p.returncode != 0 or m is None:
-        raise BenchError(f"redis-cli --pipe exited with status {p.returncode}:\n"
-                         + "\n".join(text_out.splitlines()[-10:]))
-    errors, replies = int(m.group(1)), int(m.group(2))
-    if errors != 0 or replies != keys:
-        raise BenchError(f"redis-cli --pipe: errors: {errors}, replies: {replies} for "
-                         f"{keys} SETs:\n" + "\n".join(text_out.splitlines()[-10:]))
-    return elapsed
+    def chunks():
+        chunk = 20000
+        for lo in range(0, keys, chunk):
+            buf = []
+            for i in range(lo, min(lo + chunk, keys)):
+                k = KEY_FMT % i
+                v = value_of(LOAD_TAG, i, size)
+                buf.append(b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n"
+                           % (len(k), k, len(v), v))
+            yield b"".join(buf)
+    return pipe_commands(port, chunks(), keys, out_path, timeout_s, _children,
+                         f"loading {keys} keys")
 
 
 def dir_bytes(path: Path) -> int:
