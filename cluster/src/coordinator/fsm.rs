@@ -276,6 +276,23 @@ pub struct AckGroup {
     pub stand_ins: Vec<NodeId>,
 }
 
+impl AckGroup {
+    /// The one group of a write outside a ring change: the coordinator and
+    /// every other target, fallbacks as stand-ins; `needed` as the field.
+    pub fn everyone(others: &[WriteTarget], needed: Option<usize>) -> AckGroup {
+        AckGroup {
+            nodes: others.iter().map(|t| t.node).collect(),
+            with_coordinator: true,
+            needed,
+            stand_ins: others
+                .iter()
+                .filter(|t| t.hint_for.is_some())
+                .map(|t| t.node)
+                .collect(),
+        }
+    }
+}
+
 impl PutFsm {
     /// Starts replicating `siblings` (the coordinator's state of `key` after
     /// its local write, which counts as one acknowledgement) to the owners
@@ -306,16 +323,7 @@ impl PutFsm {
         w: usize,
         fallbacks_count: bool,
     ) -> (PutFsm, Vec<FsmOutput>) {
-        let everyone = AckGroup {
-            nodes: others.iter().map(|t| t.node).collect(),
-            with_coordinator: true,
-            needed: None,
-            stand_ins: others
-                .iter()
-                .filter(|t| t.hint_for.is_some())
-                .map(|t| t.node)
-                .collect(),
-        };
+        let everyone = AckGroup::everyone(&others, None);
         PutFsm::start_grouped(key, siblings, others, w, fallbacks_count, vec![everyone])
     }
 

@@ -624,16 +624,8 @@ impl Node {
         // A ring with fewer than W nodes has fewer replicas of the key than
         // W: its group needs all of them (R and W are capped the same way).
         let groups = if plan.groups.is_empty() {
-            vec![AckGroup {
-                nodes: others.iter().map(|t| t.node).collect(),
-                with_coordinator: true,
-                needed: Some(plan.coordinators.len()).filter(|n| *n > 0),
-                stand_ins: others
-                    .iter()
-                    .filter(|t| t.hint_for.is_some())
-                    .map(|t| t.node)
-                    .collect(),
-            }]
+            let replicas = Some(plan.coordinators.len()).filter(|n| *n > 0);
+            vec![AckGroup::everyone(&others, replicas)]
         } else {
             plan.groups
                 .iter()

@@ -245,11 +245,7 @@ impl Node {
         let me = self.id();
         let local = self.transfer_local();
         let Some(transition) = state.transition() else {
-            local
-                .board
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clear();
+            lock(&local.board).clear();
             *lock(&local.seen) = None;
             let settled = *lock(&local.settled_since).get_or_insert_with(Instant::now);
             // Writes begun under the old ring are over by now.
