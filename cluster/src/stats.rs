@@ -59,6 +59,9 @@ pub struct CoordinatorStats {
     pub handoff_keys_sent: AtomicU64,
     /// Keys removed here after every owner was seen to hold them.
     pub handoff_keys_dropped: AtomicU64,
+    /// Reads that found the key, by how many versions the merged answer
+    /// held: 1, 2, 3, 4 or more (the paper's section 6.3 table).
+    pub read_versions: [AtomicU64; 4],
 }
 
 impl CoordinatorStats {
@@ -69,6 +72,13 @@ impl CoordinatorStats {
     /// Reads a counter.
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
+    }
+
+    /// Records how many versions a read's answer held (none: not counted).
+    pub(crate) fn record_read(&self, versions: usize) {
+        if versions > 0 {
+            Self::bump(&self.read_versions[versions.min(4) - 1]);
+        }
     }
 
     /// Records the sibling count a write left behind.

@@ -396,6 +396,28 @@ impl Server {
         }
     }
 
+    /// Adds arguments for the next (re)start.
+    pub fn add_args(&mut self, extra: &[&str]) {
+        self.args.extend(extra.iter().map(|s| s.to_string()));
+    }
+
+    /// Waits for the process to exit on its own (e.g. after SHUTDOWN);
+    /// kills it and panics after `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let mut child = self.child.take().expect("server not running");
+        match wait_timeout(&mut child, timeout) {
+            Some(status) => status,
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "dynamo-server did not exit within {timeout:?}; log:\n{}",
+                    self.log()
+                );
+            }
+        }
+    }
+
     /// Starts the server again with the same address, data dir and
     /// arguments (kills it first if it is still running).
     pub fn restart(&mut self) {

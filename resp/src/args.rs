@@ -5,16 +5,18 @@ use bytes::Bytes;
 use crate::error::CommandError;
 
 /// The arguments after the command name, consumed front to back.
+/// Arguments are borrowed from the request and cloned (a reference count)
+/// as they are taken, so the caller keeps the request (the slow log shows it).
 #[derive(Debug)]
-pub struct Args {
-    items: std::vec::IntoIter<Bytes>,
+pub struct Args<'a> {
+    items: std::iter::Cloned<std::slice::Iter<'a, Bytes>>,
 }
 
-impl Args {
+impl<'a> Args<'a> {
     /// Wraps the arguments (without the command name).
-    pub fn new(items: Vec<Bytes>) -> Self {
+    pub fn new(items: &'a [Bytes]) -> Self {
         Args {
-            items: items.into_iter(),
+            items: items.iter().cloned(),
         }
     }
 

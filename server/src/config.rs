@@ -107,6 +107,14 @@ pub struct Config {
     /// Log level: error, warn, info, debug, trace (Redis's warning, notice,
     /// verbose are accepted too). `RUST_LOG` overrides it.
     pub loglevel: String,
+    /// Port of the HTTP endpoint with Prometheus metrics (`/metrics`) and
+    /// the cluster dashboard (`/`); 0: off.
+    pub metrics_port: u16,
+    /// Commands slower than this many microseconds go to the slow log
+    /// (0: every command; negative: none), as Redis's option.
+    pub slowlog_log_slower_than: i64,
+    /// Most entries the slow log keeps.
+    pub slowlog_max_len: usize,
 }
 
 impl Default for Config {
@@ -154,6 +162,9 @@ impl Default for Config {
             expiry_purge_interval_ms: 100,
             timeout: 0,
             loglevel: "info".into(),
+            metrics_port: 0,
+            slowlog_log_slower_than: 10_000,
+            slowlog_max_len: 128,
         }
     }
 }
@@ -349,6 +360,12 @@ impl Config {
             ),
             ("timeout", self.timeout.to_string()),
             ("loglevel", self.loglevel.clone()),
+            ("metrics-port", self.metrics_port.to_string()),
+            (
+                "slowlog-log-slower-than",
+                self.slowlog_log_slower_than.to_string(),
+            ),
+            ("slowlog-max-len", self.slowlog_max_len.to_string()),
         ]
     }
 
@@ -424,6 +441,16 @@ impl Config {
             return Err(
                 "bad value for option 'background-latency-factor': 0 (off) or from 1 to 100".into(),
             );
+        }
+        if self.metrics_port != 0
+            && (self.metrics_port == self.port || self.metrics_port == self.peer_port())
+        {
+            return Err(
+                "bad value for option 'metrics-port': must differ from port and peer-port".into(),
+            );
+        }
+        if self.slowlog_max_len > 100_000 {
+            return Err("bad value for option 'slowlog-max-len': at most 100000".into());
         }
         if !(1..=4096).contains(&self.transfer_batch) {
             return Err("bad value for option 'transfer-batch': must be from 1 to 4096".into());

@@ -89,6 +89,10 @@ async fn run(
         }
         let more_buffered = batch.len() >= MAX_BATCH;
         for (reply, flow) in session.handle_batch(batch).await {
+            if flow == Flow::CloseSilently {
+                socket.write_all(&output).await?;
+                return Ok(());
+            }
             reply.encode(session.protocol, &mut output);
             if flow == Flow::Close {
                 socket.write_all(&output).await?;

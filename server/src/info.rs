@@ -20,16 +20,20 @@ const SECTIONS: &[&str] = &[
     "dynamo",
 ];
 
+/// Sections shown only when asked for by name or with `all`, as in Redis.
+const EXTRA_SECTIONS: &[&str] = &["commandstats", "latencystats"];
+
 /// Renders the requested sections (all of them for none, `all`, `default` or
 /// `everything`).
 pub fn render(state: &ServerState, requested: &[String]) -> String {
-    let everything = requested.is_empty()
-        || requested
-            .iter()
-            .any(|s| matches!(s.as_str(), "all" | "default" | "everything"));
+    let all = requested
+        .iter()
+        .any(|s| matches!(s.as_str(), "all" | "everything"));
+    let default = all || requested.is_empty() || requested.iter().any(|s| s == "default");
     let mut out = String::new();
-    for section in SECTIONS {
-        if everything || requested.iter().any(|r| r == section) {
+    for section in SECTIONS.iter().chain(EXTRA_SECTIONS) {
+        let by_default = SECTIONS.contains(section);
+        if (by_default && default) || all || requested.iter().any(|r| r == section) {
             if !out.is_empty() {
                 out.push_str("\r\n");
             }
@@ -111,6 +115,33 @@ fn section_text(state: &ServerState, section: &str, out: &mut String) {
         "replication" => {
             line("role", &"master");
             line("connected_slaves", &0);
+        }
+        "commandstats" => {
+            for stats in state.metrics.per_command() {
+                let calls = stats.all.count();
+                line(
+                    &format!("cmdstat_{}", stats.name),
+                    &format!(
+                        "calls={calls},usec={},usec_per_call={:.2},rejected_calls=0,failed_calls={}",
+                        stats.all.sum_us(),
+                        stats.all.sum_us() as f64 / calls as f64,
+                        stats.failed
+                    ),
+                );
+            }
+        }
+        "latencystats" => {
+            for stats in state.metrics.per_command() {
+                line(
+                    &format!("latency_percentiles_usec_{}", stats.name),
+                    &format!(
+                        "p50={:.3},p99={:.3},p99.9={:.3}",
+                        stats.all.quantile_us(0.5),
+                        stats.all.quantile_us(0.99),
+                        stats.all.quantile_us(0.999)
+                    ),
+                );
+            }
         }
         "keyspace" => {
             let keys = c.stored_keys();

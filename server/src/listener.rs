@@ -1,6 +1,6 @@
 //! The accept loop, background work and graceful shutdown.
 //!
-//! SIGINT / SIGTERM: stop accepting, let every connection finish the batch
+//! SIGINT / SIGTERM / SHUTDOWN: stop accepting, let every connection finish the batch
 //! it is executing, flush storage, exit 0.
 
 use std::{sync::Arc, time::Duration};
@@ -26,11 +26,16 @@ pub async fn serve(state: Arc<ServerState>) -> Result<(), String> {
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let purge = tokio::spawn(purge_expired(state.clone(), shutdown_rx.clone()));
+    tokio::spawn(sample_latency(state.clone(), shutdown_rx.clone()));
+    if config.metrics_port != 0 {
+        tokio::spawn(crate::http::serve(state.clone(), shutdown_rx.clone()));
+    }
     let signal = shutdown_signal();
     tokio::pin!(signal);
     loop {
         tokio::select! {
             _ = &mut signal => break,
+            _ = state.shutdown_requested.notified() => break,
             accepted = listener.accept() => match accepted {
                 Ok((socket, peer)) => {
                     ServerStats::bump(&state.stats.connections_received);
@@ -76,6 +81,19 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     interrupt.await.unwrap_or_default();
+}
+
+/// Closes a second of the latency history every second.
+async fn sample_latency(state: Arc<ServerState>, mut shutdown: watch::Receiver<bool>) {
+    let mut ticks = tokio::time::interval(Duration::from_secs(1));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => state.metrics.tick(crate::state::now_ms()),
+            _ = shutdown.changed() => return,
+        }
+    }
 }
 
 /// Removes expired versions in the background, a small batch per tick, so

@@ -1,12 +1,18 @@
 //! `dynamo-server`: a Dynamo-style key-value store that speaks the Redis
 //! protocol. See README.md and ARCHITECTURE.md.
 
+mod admin_cli;
+mod cluster_view;
 mod commands;
 mod config;
 mod connection;
+mod demo;
+mod http;
 mod info;
 mod listener;
+mod metrics;
 mod session;
+mod slowlog;
 mod state;
 mod stats;
 
@@ -31,6 +37,11 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("demo") => return demo::run(&args[1..]),
+        Some("admin") => return admin_cli::run(&args[1..]),
+        _ => {}
+    }
     let config = match config::from_args(&args) {
         Ok(Invocation::Run(config)) => *config,
         Ok(Invocation::Print(text)) => {

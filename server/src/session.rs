@@ -1,10 +1,17 @@
 //! One client's session: protocol version, authentication, names,
 //! MULTI/EXEC queue and WATCH, and the commands that act on them.
 
-use std::sync::{atomic::Ordering, Arc};
+use std::{
+    future::Future,
+    sync::{atomic::Ordering, Arc},
+    time::{Duration, Instant},
+};
 
 use bytes::Bytes;
-use cluster::version::VersionVector;
+use cluster::{
+    runtime::trace::{self, ReplicaCall},
+    version::VersionVector,
+};
 use resp::{
     command::{ClientCmd, Hello},
     Command, CommandError, Protocol, Reply,
@@ -13,6 +20,7 @@ use resp::{
 use crate::{
     commands,
     info::REDIS_COMPAT_VERSION,
+    metrics::Outcome,
     state::{now_ms, ServerState},
     stats::{ClientEntry, ServerStats},
 };
@@ -27,7 +35,12 @@ pub enum Flow {
     Continue,
     /// Close after flushing the reply (QUIT).
     Close,
+    /// Close without this reply (SHUTDOWN: clients expect the connection
+    /// to drop, as Redis does).
+    CloseSilently,
 }
+
+type Parsed = (Option<usize>, Result<Command, CommandError>);
 
 /// Per-connection state.
 pub struct Session {
@@ -66,22 +79,36 @@ impl Session {
     /// by one (Dynamo orders nothing across keys). Anything else runs in
     /// order, one at a time.
     pub async fn handle_batch(&mut self, requests: Vec<Vec<Bytes>>) -> Vec<(Reply, Flow)> {
-        let parsed: Vec<Result<Command, CommandError>> =
-            requests.into_iter().map(Command::parse).collect();
+        let parsed: Vec<(Vec<Bytes>, Parsed)> = requests
+            .into_iter()
+            .map(|request| {
+                let parsed = Command::parse_indexed(&request);
+                (request, parsed)
+            })
+            .collect();
         if parsed.len() > 1 && self.queue.is_none() && self.authenticated {
             let mut keys = std::collections::HashSet::with_capacity(parsed.len());
-            let independent = parsed.iter().all(
-                |p| matches!(p, Ok(c) if c.single_key().is_some_and(|k| keys.insert(k.clone()))),
-            );
+            let independent = parsed.iter().all(|(_, (_, p))| {
+                matches!(p, Ok(c) if c.single_key().is_some_and(|k| keys.insert(k.clone())))
+            });
             if independent {
                 let stats = &self.state.stats.commands_processed;
                 stats.fetch_add(parsed.len() as u64, Ordering::Relaxed);
                 let now = now_ms();
                 let state = &self.state;
+                let this = &*self;
                 let runs = parsed
                     .into_iter()
-                    .flatten()
-                    .map(|command| commands::execute(state, command, now));
+                    .filter_map(|(request, (index, command))| {
+                        let command = command.ok()?;
+                        Some(async move {
+                            let started = Instant::now();
+                            let (reply, calls) =
+                                this.traced(commands::execute(state, command, now)).await;
+                            this.measured(index, &request, &reply, started.elapsed(), &calls);
+                            reply
+                        })
+                    });
                 return futures_util::future::join_all(runs)
                     .await
                     .into_iter()
@@ -90,15 +117,52 @@ impl Session {
             }
         }
         let mut out = Vec::with_capacity(parsed.len());
-        for command in parsed {
-            let (reply, flow) = self.handle_parsed(command).await;
-            let close = flow == Flow::Close;
+        for (request, (index, command)) in parsed {
+            let started = Instant::now();
+            let ((reply, flow), calls) = if self.tracing() {
+                trace::traced(self.handle_parsed(command)).await
+            } else {
+                (self.handle_parsed(command).await, Vec::new())
+            };
+            self.measured(index, &request, &reply, started.elapsed(), &calls);
+            let close = flow != Flow::Continue;
             out.push((reply, flow));
             if close {
                 break;
             }
         }
         out
+    }
+
+    /// Runs a data command, with per-replica timing when the slow log is on.
+    async fn traced(&self, run: impl Future<Output = Reply>) -> (Reply, Vec<ReplicaCall>) {
+        if self.tracing() {
+            trace::traced(run).await
+        } else {
+            (run.await, Vec::new())
+        }
+    }
+
+    /// Whether commands note the replicas they wait on (for the slow log).
+    fn tracing(&self) -> bool {
+        self.state.slowlog.enabled() && self.state.coordinator.node().is_some()
+    }
+
+    /// Records a finished command in the metrics and, if slow, the slow log.
+    fn measured(
+        &self,
+        index: Option<usize>,
+        request: &[Bytes],
+        reply: &Reply,
+        elapsed: Duration,
+        calls: &[ReplicaCall],
+    ) {
+        self.state
+            .metrics
+            .observe(index, Outcome::of(reply), elapsed);
+        self.state
+            .slowlog
+            .consider(request, elapsed, &self.client, calls);
     }
 
     async fn handle_parsed(&mut self, parsed: Result<Command, CommandError>) -> (Reply, Flow) {
@@ -141,6 +205,11 @@ impl Session {
         }
         match command {
             Command::Quit => (Reply::Ok, Flow::Close),
+            Command::Shutdown { abort: false } if self.queue.is_none() => {
+                tracing::info!(client = %self.client.addr, "SHUTDOWN requested");
+                self.state.shutdown_requested.notify_one();
+                (Reply::Ok, Flow::CloseSilently)
+            }
             other => (self.execute(other).await, Flow::Continue),
         }
     }
@@ -186,6 +255,11 @@ impl Session {
             Command::Reset => self.reset(),
             Command::Client(cmd) => self.client(cmd),
             Command::Quit => Reply::Ok,
+            Command::Shutdown { abort: true } => Reply::err("No shutdown in progress."),
+            Command::Shutdown { abort: false } => {
+                Reply::err("SHUTDOWN cannot run inside a transaction")
+            }
+            Command::Slowlog(cmd) => self.state.slowlog.command(cmd),
             Command::Multi
             | Command::Exec
             | Command::Discard

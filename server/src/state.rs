@@ -14,6 +14,8 @@ use resp::DecoderLimits;
 
 use crate::{
     config::Config,
+    metrics::Metrics,
+    slowlog::SlowLog,
     stats::{Clients, ServerStats},
 };
 
@@ -32,6 +34,12 @@ pub struct ServerState {
     pub started: Instant,
     /// A random id for this run (INFO run_id).
     pub run_id: String,
+    /// Prometheus metrics and the latency history.
+    pub metrics: Metrics,
+    /// SLOWLOG entries.
+    pub slowlog: SlowLog,
+    /// Woken by the SHUTDOWN command.
+    pub shutdown_requested: tokio::sync::Notify,
 }
 
 impl ServerState {
@@ -40,6 +48,7 @@ impl ServerState {
         let run_id = (0..40)
             .map(|_| fastrand::alphanumeric().to_ascii_lowercase())
             .collect();
+        let slowlog = SlowLog::new(config.slowlog_log_slower_than, config.slowlog_max_len);
         ServerState {
             coordinator,
             max_value_bytes: AtomicUsize::new(config.max_value_bytes),
@@ -49,6 +58,9 @@ impl ServerState {
             clients: Clients::default(),
             started: Instant::now(),
             run_id,
+            metrics: Metrics::default(),
+            slowlog,
+            shutdown_requested: tokio::sync::Notify::new(),
         }
     }
 
@@ -67,6 +79,8 @@ impl ServerState {
         self.max_key_bytes
             .store(config.max_key_bytes, Ordering::Relaxed);
         self.coordinator.set_max_siblings(config.max_siblings);
+        self.slowlog
+            .configure(config.slowlog_log_slower_than, config.slowlog_max_len);
         *self.config.write().unwrap_or_else(|p| p.into_inner()) = config;
     }
 

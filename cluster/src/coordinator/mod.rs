@@ -208,13 +208,17 @@ impl Coordinator {
 
     /// `get(key)`: every version of the key the read quorum knows.
     pub async fn get(&self, key: &[u8]) -> Result<Siblings, ClusterError> {
-        match &self.node {
+        let result = match &self.node {
             Some(node) => node.get(key).await,
             None => {
                 CoordinatorStats::bump(&self.replica.stats().reads);
                 self.replica.read(key)
             }
+        };
+        if let Ok(siblings) = &result {
+            self.replica.stats().record_read(siblings.len());
         }
+        result
     }
 
     /// This node's own stored versions of `key` (no quorum).

@@ -11,12 +11,13 @@ pub mod budget;
 pub mod changes;
 pub mod node;
 pub mod tombstones;
+pub mod trace;
 pub mod transfer;
 pub mod transport;
 
 use std::sync::Arc;
 
-pub use node::{ClusterConfig, Node, Plan, View};
+pub use node::{ClusterConfig, Node, PeerReport, Plan, View};
 use tokio::net::TcpListener;
 pub use transport::{Identity, PeerPool, TransportError};
 

@@ -22,7 +22,10 @@ use bytes::Bytes;
 use futures_util::{stream::FuturesUnordered, StreamExt};
 use tracing::{debug, info, warn};
 
-use super::transport::{Handled, PeerHandler, PeerPool, TransportError};
+use super::{
+    trace::{self, CallOutcome},
+    transport::{Handled, PeerHandler, PeerPool, TransportError},
+};
 use crate::{
     coordinator::{
         fsm::{AckGroup, FsmOutput, GetFsm, PutFsm, ReplicaAnswer, WriteTarget},
@@ -118,6 +121,20 @@ pub struct View {
 struct PeerHealth {
     down_since_ms: Option<u64>,
     latency_us: f64,
+    last_ok_ms: Option<u64>,
+}
+
+/// What this node's failure detector knows of one peer (its local view).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PeerReport {
+    /// The peer.
+    pub node: NodeId,
+    /// When it was marked down, if it is.
+    pub down_since_ms: Option<u64>,
+    /// When it last answered a request or a gossip round.
+    pub last_ok_ms: Option<u64>,
+    /// Smoothed answer latency in microseconds (0: not measured).
+    pub latency_us: f64,
 }
 
 /// The replicas of one request under the sloppy quorum: the first N healthy
@@ -258,6 +275,36 @@ impl Drop for Foreground<'_> {
     }
 }
 
+/// When each replica of a traced request was asked, until it answers.
+#[derive(Default)]
+struct CallTimes {
+    waiting: Vec<(NodeId, std::time::Instant)>,
+}
+
+impl CallTimes {
+    fn sent(&mut self, to: NodeId, at: std::time::Instant) {
+        self.waiting.push((to, at));
+    }
+
+    fn answered(&mut self, from: NodeId, result: &Result<Response, TransportError>) {
+        if let Some(i) = self.waiting.iter().position(|(n, _)| *n == from) {
+            let (_, at) = self.waiting.swap_remove(i);
+            let outcome = match result {
+                Ok(Response::Failed(_)) | Err(_) => CallOutcome::Failed,
+                Ok(_) => CallOutcome::Answered,
+            };
+            trace::record(from, at.elapsed(), outcome);
+        }
+    }
+
+    /// The request is answered: whoever is still silent is noted as such.
+    fn unanswered(self) {
+        for (node, at) in self.waiting {
+            trace::record(node, at.elapsed(), CallOutcome::NoAnswer);
+        }
+    }
+}
+
 const MEMBERSHIP_KEY: &str = "membership";
 
 impl Node {
@@ -382,6 +429,22 @@ impl Node {
         health.get(&node).and_then(|h| h.down_since_ms)
     }
 
+    /// The failure detector's view of every peer it has talked to.
+    pub fn peer_reports(&self) -> Vec<PeerReport> {
+        let health = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        let mut reports: Vec<PeerReport> = health
+            .iter()
+            .map(|(&node, h)| PeerReport {
+                node,
+                down_since_ms: h.down_since_ms,
+                last_ok_ms: h.last_ok_ms,
+                latency_us: h.latency_us,
+            })
+            .collect();
+        reports.sort_by_key(|r| r.node);
+        reports
+    }
+
     pub(crate) fn is_up(&self, node: NodeId) -> bool {
         node == self.me || self.down_since(node).is_none()
     }
@@ -392,6 +455,7 @@ impl Node {
         if entry.down_since_ms.take().is_some() {
             info!(node = format!("{node:016x}"), "peer is up");
         }
+        entry.last_ok_ms = Some(super::now_ms());
         let sample = elapsed.as_secs_f64() * 1e6;
         entry.latency_us = if entry.latency_us == 0.0 {
             sample
@@ -696,7 +760,14 @@ impl Node {
         // Fastest owner first; the next one only if the write certainly did
         // not reach the previous (no connection), so it is never applied twice.
         for owner in self.by_latency(owners) {
-            match self.call(owner, request.clone()).await {
+            let started = std::time::Instant::now();
+            let result = self.call(owner, request.clone()).await;
+            let outcome = match &result {
+                Ok(Response::Coordinated(Ok(_))) => CallOutcome::Answered,
+                _ => CallOutcome::Failed,
+            };
+            trace::record(owner, started.elapsed(), outcome);
+            match result {
                 Ok(Response::Coordinated(Ok(siblings))) => return Ok(siblings),
                 Ok(Response::Coordinated(Err(error))) => return Err(from_remote(error)),
                 Ok(other) => {
@@ -728,6 +799,7 @@ impl Node {
         let mut inflight = FuturesUnordered::new();
         let mut reply = None;
         let mut queue = first;
+        let mut calls = trace::active().then(CallTimes::default);
         let timer = tokio::time::sleep_until(deadline);
         tokio::pin!(timer);
         loop {
@@ -741,10 +813,18 @@ impl Node {
                         ..
                     } if repair => self.send_repair(to, request),
                     FsmOutput::Send { to, request, .. } if to == self.me => {
-                        let answer = answer_of(Ok(self.handle_now(request)));
-                        queue.extend(fsm.on_answer(to, answer));
+                        let started = std::time::Instant::now();
+                        let answer: Result<Response, TransportError> = Ok(self.handle_now(request));
+                        if let Some(calls) = &mut calls {
+                            calls.sent(to, started);
+                            calls.answered(to, &answer);
+                        }
+                        queue.extend(fsm.on_answer(to, answer_of(answer)));
                     }
                     FsmOutput::Send { to, request, .. } => {
+                        if let Some(calls) = &mut calls {
+                            calls.sent(to, std::time::Instant::now());
+                        }
                         let node = self.clone();
                         inflight.push(async move { (to, node.call_in_quorum(to, request).await) });
                     }
@@ -755,12 +835,18 @@ impl Node {
             }
             tokio::select! {
                 Some((from, result)) = inflight.next() => {
+                    if let Some(calls) = &mut calls {
+                        calls.answered(from, &result);
+                    }
                     queue.extend(fsm.on_answer(from, answer_of(result)));
                 }
                 _ = &mut timer => {
                     queue.extend(fsm.on_timeout());
                 }
             }
+        }
+        if let Some(calls) = calls {
+            calls.unanswered();
         }
         if fsm.is_finished() {
             self.finished(&fsm);

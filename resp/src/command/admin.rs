@@ -61,6 +61,20 @@ pub enum ConfigCmd {
     ResetStat,
 }
 
+/// `SLOWLOG` subcommands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlowlogCmd {
+    /// `SLOWLOG GET [count]`: the newest `count` entries (10 by default,
+    /// every entry for a negative count).
+    Get(Option<usize>),
+    /// `SLOWLOG LEN`
+    Len,
+    /// `SLOWLOG RESET`
+    Reset,
+    /// `SLOWLOG HELP`
+    Help,
+}
+
 /// `DYNAMO` subcommands.
 #[derive(Debug, Clone, PartialEq)]
 pub enum DynamoCmd {
@@ -171,6 +185,40 @@ pub(super) fn parse_flush(args: &mut Args) -> Result<Command, CommandError> {
         return Err(CommandError::Syntax);
     }
     Ok(Command::FlushAll)
+}
+
+/// `SHUTDOWN [NOSAVE | SAVE] [NOW] [FORCE] [ABORT]`: every write is already
+/// on disk (or flushed on the way out), so the save options change nothing.
+pub(super) fn parse_shutdown(args: &mut Args) -> Result<Command, CommandError> {
+    let mut abort = false;
+    while args.remaining() > 0 {
+        match args.keyword()?.as_str() {
+            "NOSAVE" | "SAVE" | "NOW" | "FORCE" => {}
+            "ABORT" => abort = true,
+            _ => return Err(CommandError::Syntax),
+        }
+    }
+    Ok(Command::Shutdown { abort })
+}
+
+pub(super) fn parse_slowlog(args: &mut Args) -> Result<SlowlogCmd, CommandError> {
+    let sub = args.keyword()?;
+    match sub.as_str() {
+        "GET" => match args.next_opt() {
+            None => Ok(SlowlogCmd::Get(Some(10))),
+            Some(raw) => match crate::args::parse_int(&raw)? {
+                n if n < -1 => Err(CommandError::err(
+                    "count should be greater than or equal to -1",
+                )),
+                -1 => Ok(SlowlogCmd::Get(None)),
+                n => Ok(SlowlogCmd::Get(Some(n as usize))),
+            },
+        },
+        "LEN" => sub_arity(args, "SLOWLOG", &sub, 0).map(|_| SlowlogCmd::Len),
+        "RESET" => sub_arity(args, "SLOWLOG", &sub, 0).map(|_| SlowlogCmd::Reset),
+        "HELP" => Ok(SlowlogCmd::Help),
+        other => Err(unknown_sub("SLOWLOG", other)),
+    }
 }
 
 fn unknown_sub(cmd: &str, sub: &str) -> CommandError {

@@ -12,7 +12,7 @@ pub mod table;
 
 use bytes::Bytes;
 
-pub use admin::{ClientCmd, CommandCmd, ConfigCmd, DynamoCmd, Hello, PlanCmd};
+pub use admin::{ClientCmd, CommandCmd, ConfigCmd, DynamoCmd, Hello, PlanCmd, SlowlogCmd};
 pub use keys::{ExpireCmd, ExpireCondition, ScanCmd};
 pub use strings::{GetExOption, SetCmd, SetCondition};
 
@@ -57,6 +57,14 @@ pub enum Command {
     Info(Vec<String>),
     /// `TIME`
     Time,
+    /// `SHUTDOWN [NOSAVE | SAVE] [NOW] [FORCE] [ABORT]`
+    Shutdown {
+        /// `ABORT`: cancel a shutdown in progress (there never is one to
+        /// cancel: shutdown starts at once).
+        abort: bool,
+    },
+    /// `SLOWLOG GET | LEN | RESET | HELP`
+    Slowlog(SlowlogCmd),
     /// `DBSIZE`
     DbSize,
     /// `FLUSHALL [ASYNC|SYNC]` / `FLUSHDB [ASYNC|SYNC]`
@@ -140,12 +148,30 @@ pub enum Command {
 impl Command {
     /// Parses a request (command name first).
     pub fn parse(request: Vec<Bytes>) -> Result<Command, CommandError> {
-        let mut items = request.into_iter();
-        let name = items.next().ok_or(CommandError::Syntax)?;
-        let rest: Vec<Bytes> = items.collect();
-        let Some(spec) = table::lookup(&name) else {
-            return Err(unknown_command(&name, &rest));
+        Command::parse_ref(&request)
+    }
+
+    /// Parses a request the caller keeps (arguments are shared, not copied).
+    pub fn parse_ref(request: &[Bytes]) -> Result<Command, CommandError> {
+        Command::parse_indexed(request).1
+    }
+
+    /// Parses a request, also returning the command's index in
+    /// [`table::COMMANDS`] when the name is known.
+    pub fn parse_indexed(request: &[Bytes]) -> (Option<usize>, Result<Command, CommandError>) {
+        let Some((name, rest)) = request.split_first() else {
+            return (None, Err(CommandError::Syntax));
         };
+        let Some(index) = table::position(name) else {
+            return (None, Err(unknown_command(name, rest)));
+        };
+        (
+            Some(index),
+            Command::parse_known(&table::COMMANDS[index], rest),
+        )
+    }
+
+    fn parse_known(spec: &table::CommandSpec, rest: &[Bytes]) -> Result<Command, CommandError> {
         if !spec.arity_ok(rest.len() + 1) {
             return Err(CommandError::WrongArity(spec.name.to_string()));
         }
@@ -164,6 +190,8 @@ impl Command {
             "config" => Command::Config(admin::parse_config(&mut args)?),
             "info" => Command::Info(args.rest().iter().map(|s| lossy_lower(s)).collect()),
             "time" => Command::Time,
+            "shutdown" => admin::parse_shutdown(&mut args)?,
+            "slowlog" => Command::Slowlog(admin::parse_slowlog(&mut args)?),
             "dbsize" => Command::DbSize,
             "flushall" | "flushdb" => admin::parse_flush(&mut args)?,
             "dynamo" => Command::Dynamo(admin::parse_dynamo(&mut args)?),

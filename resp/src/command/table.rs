@@ -173,6 +173,26 @@ pub static COMMANDS: &[CommandSpec] = &[
     ),
     spec!("time", 1, C, 0, 0, 0, "server", "Returns the server time."),
     spec!(
+        "shutdown",
+        -1,
+        A,
+        0,
+        0,
+        0,
+        "server",
+        "Stops the node: no new connections, in-flight requests finish, storage is flushed."
+    ),
+    spec!(
+        "slowlog",
+        -2,
+        A,
+        0,
+        0,
+        0,
+        "server",
+        "The slowest recent commands, with the replicas that answered slowly."
+    ),
+    spec!(
         "dbsize",
         1,
         R,
@@ -666,7 +686,12 @@ pub static COMMANDS: &[CommandSpec] = &[
 
 /// Looks a command up by name, case-insensitively.
 pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
+    position(name).map(|i| &COMMANDS[i])
+}
+
+/// The command's index in [`COMMANDS`] (metrics keep one slot per command).
+pub fn position(name: &[u8]) -> Option<usize> {
     COMMANDS
         .iter()
-        .find(|spec| spec.name.as_bytes().eq_ignore_ascii_case(name))
+        .position(|spec| spec.name.as_bytes().eq_ignore_ascii_case(name))
 }

@@ -33,6 +33,8 @@ const RUNTIME_OPTIONS: &[&str] = &[
     "max-key-bytes",
     "max-siblings",
     "timeout",
+    "slowlog-log-slower-than",
+    "slowlog-max-len",
 ];
 
 /// Redis options that clients and tools ask for, with fixed answers that are
@@ -94,6 +96,11 @@ fn config_set(state: &ServerState, pairs: Vec<(String, String)>) -> Reply {
             "max-value-bytes" => parse(&value).map(|v| config.max_value_bytes = v),
             "max-key-bytes" => parse(&value).map(|v| config.max_key_bytes = v),
             "max-siblings" => parse(&value).map(|v| config.max_siblings = v),
+            "slowlog-max-len" => parse(&value).map(|v| config.slowlog_max_len = v),
+            "slowlog-log-slower-than" => value
+                .parse::<i64>()
+                .map(|v| config.slowlog_log_slower_than = v)
+                .map_err(|_| format!("argument '{name}' must be an integer")),
             _ => parse(&value).map(|v| config.timeout = v as u64),
         };
         if let Err(e) = applied {
