@@ -18,6 +18,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use compat_tests::{binary, pick_address, wait_for};
+use serde_json::Value;
 
 /// How long one Chromium run may take.
 const BROWSER_TIMEOUT: Duration = Duration::from_secs(60);
@@ -229,7 +230,7 @@ fn http(addr: SocketAddr, method: &str, path: &str) -> HttpReply {
 }
 
 /// `GET /api/cluster` on `addr`, checked to be 200 and parsed.
-fn cluster_doc(addr: SocketAddr) -> Json {
+fn cluster_doc(addr: SocketAddr) -> Value {
     let reply = http(addr, "GET", "/api/cluster");
     assert_eq!(reply.status, 200, "GET /api/cluster on {addr}");
     assert!(
@@ -237,185 +238,9 @@ fn cluster_doc(addr: SocketAddr) -> Json {
         "GET /api/cluster content type: {}",
         reply.headers
     );
-    parse_json(&reply.body)
+    serde_json::from_str(&reply.body)
         .unwrap_or_else(|e| panic!("/api/cluster is not JSON ({e}):\n{}", reply.body))
 }
-
-// ---------------------------------------------------------------------------
-// Just enough JSON to check the document (the harness has no JSON crate).
-
-#[derive(Debug, Clone, PartialEq)]
-enum Json {
-    Null,
-    Bool(bool),
-    Number(f64),
-    Text(String),
-    Array(Vec<Json>),
-    Object(Vec<(String, Json)>),
-}
-
-impl Json {
-    fn get(&self, key: &str) -> Option<&Json> {
-        match self {
-            Json::Object(fields) => fields.iter().find(|(k, _)| k == key).map(|(_, v)| v),
-            _ => None,
-        }
-    }
-
-    fn text(&self) -> Option<&str> {
-        match self {
-            Json::Text(s) => Some(s),
-            _ => None,
-        }
-    }
-
-    fn array(&self) -> Option<&[Json]> {
-        match self {
-            Json::Array(items) => Some(items),
-            _ => None,
-        }
-    }
-}
-
-/// Parses one JSON document, all of it; `Err` names where it is invalid.
-fn parse_json(text: &str) -> Result<Json, String> {
-    let bytes = text.as_bytes();
-    let mut at = 0;
-    let value = json_value(bytes, &mut at)?;
-    skip_ws(bytes, &mut at);
-    if at != bytes.len() {
-        return Err(format!("trailing text at byte {at}"));
-    }
-    Ok(value)
-}
-
-fn skip_ws(b: &[u8], at: &mut usize) {
-    while *at < b.len() && b[*at].is_ascii_whitespace() {
-        *at += 1;
-    }
-}
-
-fn expect_literal(b: &[u8], at: &mut usize, word: &str, value: Json) -> Result<Json, String> {
-    if b[*at..].starts_with(word.as_bytes()) {
-        *at += word.len();
-        Ok(value)
-    } else {
-        Err(format!("bad literal at byte {at}"))
-    }
-}
-
-fn json_value(b: &[u8], at: &mut usize) -> Result<Json, String> {
-    skip_ws(b, at);
-    match b.get(*at) {
-        None => Err("unexpected end".into()),
-        Some(b'n') => expect_literal(b, at, "null", Json::Null),
-        Some(b't') => expect_literal(b, at, "true", Json::Bool(true)),
-        Some(b'f') => expect_literal(b, at, "false", Json::Bool(false)),
-        Some(b'"') => json_string(b, at).map(Json::Text),
-        Some(b'[') => {
-            *at += 1;
-            let mut items = Vec::new();
-            skip_ws(b, at);
-            if b.get(*at) == Some(&b']') {
-                *at += 1;
-                return Ok(Json::Array(items));
-            }
-            loop {
-                items.push(json_value(b, at)?);
-                skip_ws(b, at);
-                match b.get(*at) {
-                    Some(b',') => *at += 1,
-                    Some(b']') => {
-                        *at += 1;
-                        return Ok(Json::Array(items));
-                    }
-                    _ => return Err(format!("expected , or ] at byte {at}")),
-                }
-            }
-        }
-        Some(b'{') => {
-            *at += 1;
-            let mut fields = Vec::new();
-            skip_ws(b, at);
-            if b.get(*at) == Some(&b'}') {
-                *at += 1;
-                return Ok(Json::Object(fields));
-            }
-            loop {
-                skip_ws(b, at);
-                if b.get(*at) != Some(&b'"') {
-                    return Err(format!("expected a key at byte {at}"));
-                }
-                let key = json_string(b, at)?;
-                skip_ws(b, at);
-                if b.get(*at) != Some(&b':') {
-                    return Err(format!("expected : at byte {at}"));
-                }
-                *at += 1;
-                fields.push((key, json_value(b, at)?));
-                skip_ws(b, at);
-                match b.get(*at) {
-                    Some(b',') => *at += 1,
-                    Some(b'}') => {
-                        *at += 1;
-                        return Ok(Json::Object(fields));
-                    }
-                    _ => return Err(format!("expected , or }} at byte {at}")),
-                }
-            }
-        }
-        Some(c) if *c == b'-' || c.is_ascii_digit() => {
-            let start = *at;
-            while *at < b.len() && matches!(b[*at], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
-            {
-                *at += 1;
-            }
-            let text = std::str::from_utf8(&b[start..*at]).map_err(|e| e.to_string())?;
-            text.parse()
-                .map(Json::Number)
-                .map_err(|_| format!("bad number {text:?} at byte {start}"))
-        }
-        Some(_) => Err(format!("unexpected character at byte {at}")),
-    }
-}
-
-fn json_string(b: &[u8], at: &mut usize) -> Result<String, String> {
-    *at += 1; // the opening quote
-    let mut out = Vec::new();
-    while let Some(&c) = b.get(*at) {
-        *at += 1;
-        match c {
-            b'"' => return String::from_utf8(out).map_err(|e| e.to_string()),
-            b'\\' => {
-                let escaped = *b.get(*at).ok_or("unterminated escape")?;
-                *at += 1;
-                match escaped {
-                    b'"' | b'\\' | b'/' => out.push(escaped),
-                    b'b' => out.push(8),
-                    b'f' => out.push(12),
-                    b'n' => out.push(b'\n'),
-                    b'r' => out.push(b'\r'),
-                    b't' => out.push(b'\t'),
-                    b'u' => {
-                        let hex = b.get(*at..*at + 4).ok_or("short \\u escape")?;
-                        let code = u32::from_str_radix(std::str::from_utf8(hex).unwrap_or(""), 16)
-                            .map_err(|_| format!("bad \\u escape at byte {at}"))?;
-                        *at += 4;
-                        let ch = char::from_u32(code).unwrap_or('\u{fffd}');
-                        out.extend_from_slice(ch.to_string().as_bytes());
-                    }
-                    _ => return Err(format!("bad escape at byte {at}")),
-                }
-            }
-            c if c < 0x20 => return Err(format!("control character in a string at byte {at}")),
-            c => out.push(c),
-        }
-    }
-    Err("unterminated string".into())
-}
-
-// ---------------------------------------------------------------------------
-// Headless Chromium.
 
 fn browser_available() -> bool {
     Command::new("chromium")
@@ -535,7 +360,7 @@ fn dashboard_shows_the_cluster_and_a_killed_node() {
             let id = doc
                 .get("node")
                 .and_then(|n| n.get("id"))
-                .and_then(Json::text);
+                .and_then(Value::as_str);
             id.expect("node.id in /api/cluster").to_string()
         })
         .collect();
@@ -577,14 +402,14 @@ fn dashboard_shows_the_cluster_and_a_killed_node() {
     // /api/cluster: valid JSON, node 0's view with the 3 members up (its
     // failure detector may take a moment after `demo` reports ready) and a
     // ring of Q owners among them.
-    let members_up = |doc: &Json| {
+    let members_up = |doc: &Value| {
         doc.get("members")
-            .and_then(Json::array)
+            .and_then(Value::as_array)
             .is_some_and(|members| {
                 members.len() == 3
                     && members
                         .iter()
-                        .all(|m| m.get("status").and_then(Json::text) == Some("up"))
+                        .all(|m| m.get("status").and_then(Value::as_str) == Some("up"))
             })
     };
     wait_for(
@@ -594,28 +419,40 @@ fn dashboard_shows_the_cluster_and_a_killed_node() {
     );
     let doc = cluster_doc(http0);
     let node = doc.get("node").expect("node");
-    assert_eq!(node.get("id").and_then(Json::text), Some(ids[0].as_str()));
-    assert_eq!(node.get("mode").and_then(Json::text), Some("cluster"));
-    let members = doc.get("members").and_then(Json::array).expect("members");
+    assert_eq!(
+        node.get("id").and_then(Value::as_str),
+        Some(ids[0].as_str())
+    );
+    assert_eq!(node.get("mode").and_then(Value::as_str), Some("cluster"));
+    let members = doc
+        .get("members")
+        .and_then(Value::as_array)
+        .expect("members");
     for id in &ids {
         let member = members
             .iter()
-            .find(|m| m.get("id").and_then(Json::text) == Some(id))
+            .find(|m| m.get("id").and_then(Value::as_str) == Some(id))
             .unwrap_or_else(|| panic!("{id} missing from members: {members:?}"));
         assert_eq!(
-            member.get("membership").and_then(Json::text),
+            member.get("membership").and_then(Value::as_str),
             Some("active"),
             "{member:?}"
         );
     }
     let ring = doc.get("ring").expect("ring");
-    let owners = ring.get("owners").and_then(Json::array).expect("owners");
-    assert_eq!(ring.get("q"), Some(&Json::Number(owners.len() as f64)));
+    let owners = ring
+        .get("owners")
+        .and_then(Value::as_array)
+        .expect("owners");
+    assert_eq!(
+        ring.get("q").and_then(Value::as_u64),
+        Some(owners.len() as u64)
+    );
     assert!(owners
         .iter()
-        .all(|o| o.text().is_some_and(|o| ids.iter().any(|id| id == o))));
+        .all(|o| o.as_str().is_some_and(|o| ids.iter().any(|id| id == o))));
     assert!(
-        doc.get("latency").and_then(Json::array).is_some(),
+        doc.get("latency").and_then(Value::as_array).is_some(),
         "latency"
     );
 
