@@ -26,6 +26,9 @@ pub struct Config {
     pub node_id: String,
     /// Peer addresses (host:peer-port) to contact to join a cluster.
     pub seeds: Vec<String>,
+    /// Shared secret peers prove on the handshake (HMAC over nonces; never
+    /// sent); empty: none, and nodes with one refuse this node.
+    pub cluster_secret: String,
     /// Address other nodes reach this one at (default: `bind`, or 127.0.0.1
     /// when `bind` is a wildcard).
     pub announce_ip: String,
@@ -88,6 +91,9 @@ pub struct Config {
     pub w: usize,
     /// Password for AUTH / HELLO AUTH; empty: no authentication.
     pub requirepass: String,
+    /// With no `requirepass` and a non-loopback `bind`, accept only
+    /// loopback clients (Redis's protected mode).
+    pub protected_mode: bool,
     /// Most simultaneous client connections.
     pub maxclients: usize,
     /// Largest bulk string a client may send.
@@ -126,6 +132,7 @@ impl Default for Config {
             cluster_name: "dynamo".into(),
             node_id: String::new(),
             seeds: Vec::new(),
+            cluster_secret: String::new(),
             announce_ip: String::new(),
             q: 256,
             weight: 1,
@@ -153,6 +160,7 @@ impl Default for Config {
             r: 1,
             w: 1,
             requirepass: String::new(),
+            protected_mode: true,
             maxclients: 10_000,
             proto_max_bulk_len: 512 * 1024 * 1024,
             max_value_bytes: 1024 * 1024,
@@ -174,6 +182,7 @@ const TEXT_OPTIONS: &[&str] = &[
     "bind",
     "node-id",
     "cluster-name",
+    "cluster-secret",
     "announce-ip",
     "data-dir",
     "engine",
@@ -297,6 +306,14 @@ impl Config {
             ("cluster-name", self.cluster_name.clone()),
             ("node-id", self.node_id.clone()),
             ("seeds", self.seeds.join(",")),
+            (
+                "cluster-secret",
+                if self.cluster_secret.is_empty() {
+                    String::new()
+                } else {
+                    "(set, not shown)".into()
+                },
+            ),
             ("announce-ip", self.announce_ip().to_string()),
             ("q", self.q.to_string()),
             ("weight", self.weight.to_string()),
@@ -348,6 +365,10 @@ impl Config {
             ("r", self.r.to_string()),
             ("w", self.w.to_string()),
             ("requirepass", self.requirepass.clone()),
+            (
+                "protected-mode",
+                if self.protected_mode { "yes" } else { "no" }.into(),
+            ),
             ("maxclients", self.maxclients.to_string()),
             ("proto-max-bulk-len", self.proto_max_bulk_len.to_string()),
             ("max-value-bytes", self.max_value_bytes.to_string()),
@@ -367,6 +388,17 @@ impl Config {
             ),
             ("slowlog-max-len", self.slowlog_max_len.to_string()),
         ]
+    }
+
+    /// Whether protected mode turns away a client from `peer`: no password,
+    /// a bind address other clients can reach, and a client that is not on
+    /// this machine's loopback.
+    pub fn refuses(&self, peer: std::net::SocketAddr) -> bool {
+        let bound_to_loopback = self.bind.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+        self.protected_mode
+            && self.requirepass.is_empty()
+            && !bound_to_loopback
+            && !peer.ip().to_canonical().is_loopback()
     }
 
     /// The peer port in force.
@@ -466,6 +498,11 @@ impl Config {
             );
         }
         self.pinned_node_id()?;
+        if !self.cluster_secret.is_empty() && self.cluster_secret.len() < 16 {
+            return Err(
+                "bad value for option 'cluster-secret': at least 16 characters (e.g. `openssl rand -hex 16`)".into(),
+            );
+        }
         if self.cluster_name.is_empty() || self.cluster_name.len() > 128 {
             return Err("bad value for option 'cluster-name': must be 1-128 characters".into());
         }
@@ -562,6 +599,34 @@ fn usage() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn protected_mode_turns_away_only_remote_clients_of_an_open_node() {
+        let remote: std::net::SocketAddr = "192.0.2.7:5000".parse().unwrap();
+        let local: std::net::SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let mapped: std::net::SocketAddr = "[::ffff:127.0.0.1]:5000".parse().unwrap();
+        let open = Config {
+            bind: "0.0.0.0".into(),
+            ..Config::default()
+        };
+        assert!(open.refuses(remote));
+        assert!(!open.refuses(local));
+        assert!(!open.refuses(mapped));
+        // A password, a loopback bind, or protected mode off: accepted.
+        for config in [
+            Config {
+                requirepass: "pw".into(),
+                ..open.clone()
+            },
+            Config::default(),
+            Config {
+                protected_mode: false,
+                ..open.clone()
+            },
+        ] {
+            assert!(!config.refuses(remote), "{config:?}");
+        }
+    }
 
     fn run(args: &[&str]) -> Result<Config, String> {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();

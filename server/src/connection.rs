@@ -31,6 +31,14 @@ const WRITE_HIGH_WATER: usize = 256 * 1024;
 /// memory one connection holds in flight).
 const MAX_BATCH: usize = 1024;
 
+/// Redis's answer (in substance) to a client protected mode turns away.
+const PROTECTED_MODE_DENIED: &[u8] = b"-DENIED dynamo-server is running in protected mode: \
+no password is set (requirepass) and it listens on a non-loopback address, so only \
+loopback clients are accepted. Set requirepass (CONFIG SET requirepass ... from a \
+loopback client, or in the config file), or bind to a loopback address, or turn \
+protected mode off with protected-mode no if every client that can reach this \
+port may read and write everything.\r\n";
+
 /// Serves one client until it leaves, breaks the protocol or the server stops.
 pub async fn serve(
     state: Arc<ServerState>,
@@ -39,6 +47,12 @@ pub async fn serve(
     shutdown: watch::Receiver<bool>,
 ) {
     let config = state.config();
+    if config.refuses(peer) {
+        ServerStats::bump(&state.stats.rejected_connections);
+        tracing::warn!(%peer, "refused a non-loopback client: protected mode and no requirepass");
+        let _ = socket.write_all(PROTECTED_MODE_DENIED).await;
+        return;
+    }
     let local = socket.local_addr().unwrap_or(peer);
     let Some(client) = state.clients.register(peer, local, config.maxclients) else {
         ServerStats::bump(&state.stats.rejected_connections);

@@ -22,7 +22,7 @@ use cluster::{
     coordinator::{Coordinator, CoordinatorConfig},
     handoff::HintStore,
     replica::{Replica, ReplicaConfig},
-    runtime::{self, ClusterConfig, Identity, Node, PeerPool},
+    runtime::{self, ClusterConfig, ClusterSecret, Identity, Node, PeerPool},
     storage::{open_engine, CachedEngine, Engine, EngineKind},
 };
 use tokio::net::TcpListener;
@@ -140,6 +140,9 @@ async fn start_cluster(
             .saturating_mul(config.max_siblings)
             .saturating_add(1 << 20)
             .clamp(16 << 20, 1 << 30),
+        secret: Some(&config.cluster_secret)
+            .filter(|s| !s.is_empty())
+            .map(|s| ClusterSecret::new(s.as_bytes())),
     };
     let cluster_config = ClusterConfig {
         node_id: config.pinned_node_id()?,

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 pub use node::{ClusterConfig, Node, PeerReport, Plan, View};
 use tokio::net::TcpListener;
-pub use transport::{Identity, PeerPool, TransportError};
+pub use transport::{ClusterSecret, Identity, PeerPool, TransportError};
 
 /// Wall-clock milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {

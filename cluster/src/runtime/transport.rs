@@ -40,9 +40,13 @@ use tokio::{
 use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
 use tracing::{debug, info, warn};
 
+pub use crate::wire::secret::ClusterSecret;
 use crate::{
     version::NodeId,
-    wire::{Frame, Request, Response, MAX_HANDSHAKE_BYTES, PROTOCOL_VERSION},
+    wire::{
+        secret::{self, Exchange, Side},
+        Frame, Request, Response, MAX_HANDSHAKE_BYTES, PROTOCOL_VERSION,
+    },
 };
 
 /// Why a request to a peer got no answer.
@@ -77,6 +81,9 @@ pub struct Identity {
     pub cluster_name: String,
     /// Largest frame accepted after the handshake.
     pub max_frame_bytes: usize,
+    /// `cluster-secret`: peers must prove it on the handshake (none: only
+    /// peers without one are accepted).
+    pub secret: Option<ClusterSecret>,
 }
 
 fn codec(max_frame_bytes: usize) -> LengthDelimitedCodec {
@@ -265,28 +272,60 @@ async fn connect(addr: &str, identity: &Identity) -> Result<Arc<Connection>, Tra
         .map_err(unreachable)?;
     stream.set_nodelay(true).map_err(unreachable)?;
     let (read_half, mut write_half) = stream.into_split();
-    let hello = Frame::Hello {
-        protocol: PROTOCOL_VERSION,
-        cluster_name: identity.cluster_name.clone(),
-        node_id: identity.node_id,
-    };
-    let mut buf = Vec::new();
-    hello
-        .encode_into(&mut buf)
-        .map_err(|_| TransportError::Disconnected(addr.to_string()))?;
-    write_half.write_all(&buf).await.map_err(unreachable)?;
     let mut reader = FramedRead::new(read_half, codec(MAX_HANDSHAKE_BYTES));
-    let answer = tokio::time::timeout(CONNECT_TIMEOUT, reader.next())
+    let refused = |reason: String| {
+        warn!(peer = %addr, %reason, "peer handshake failed");
+        TransportError::Refused(addr.to_string(), reason)
+    };
+    let my_nonce = secret::nonce();
+    send_frame(
+        &mut write_half,
+        Frame::Hello {
+            protocol: PROTOCOL_VERSION,
+            cluster_name: identity.cluster_name.clone(),
+            node_id: identity.node_id,
+            nonce: my_nonce,
+        },
+    )
+    .await
+    .map_err(unreachable)?;
+    let (peer_id, exchange, their_proof) = match next_frame(&mut reader, addr).await? {
+        Frame::Challenge {
+            node_id,
+            nonce,
+            proof,
+        } => (
+            node_id,
+            Exchange {
+                connecting: (identity.node_id, my_nonce),
+                accepting: (node_id, nonce),
+            },
+            proof,
+        ),
+        Frame::Refused { reason } => return Err(refused(reason)),
+        _ => return Err(TransportError::Disconnected(addr.to_string())),
+    };
+    // A node with the secret talks only to nodes that prove it too.
+    if let Some(secret) = &identity.secret {
+        let proven = their_proof.is_some_and(|p| secret.verify(Side::Accepting, &exchange, &p));
+        if !proven {
+            return Err(refused(
+                "the peer did not prove this cluster's cluster-secret".into(),
+            ));
+        }
+    }
+    let proof = identity
+        .secret
+        .as_ref()
+        .map(|secret| secret.prove(Side::Connecting, &exchange));
+    send_frame(&mut write_half, Frame::Prove { proof })
         .await
-        .map_err(|_| TransportError::Timeout(addr.to_string()))?;
-    match answer.map(|r| r.map(|bytes| Frame::decode(&bytes))) {
-        Some(Ok(Ok(Frame::Welcome { node_id }))) => {
-            debug!(peer = %addr, peer_id = format!("{node_id:016x}"), "peer connected");
+        .map_err(unreachable)?;
+    match next_frame(&mut reader, addr).await? {
+        Frame::Welcome => {
+            debug!(peer = %addr, peer_id = format!("{peer_id:016x}"), "peer connected");
         }
-        Some(Ok(Ok(Frame::Refused { reason }))) => {
-            warn!(peer = %addr, %reason, "peer refused the handshake");
-            return Err(TransportError::Refused(addr.to_string(), reason));
-        }
+        Frame::Refused { reason } => return Err(refused(reason)),
         _ => return Err(TransportError::Disconnected(addr.to_string())),
     }
     reader
@@ -302,6 +341,116 @@ async fn connect(addr: &str, identity: &Identity) -> Result<Arc<Connection>, Tra
     tokio::spawn(write_frames(queue, write_half, Some(connection.clone())));
     tokio::spawn(read_responses(reader, connection.clone(), addr.to_string()));
     Ok(connection)
+}
+
+/// The accepting side of the handshake: checks the version and cluster
+/// name, proves the secret, checks the peer's proof. Returns the peer's id,
+/// or `None` after refusing it.
+async fn accept_handshake(
+    reader: &mut FramedRead<OwnedReadHalf, LengthDelimitedCodec>,
+    write_half: &mut OwnedWriteHalf,
+    identity: &Identity,
+    remote: std::net::SocketAddr,
+) -> io::Result<Option<NodeId>> {
+    let addr = remote.to_string();
+    let Ok(Frame::Hello {
+        protocol,
+        cluster_name,
+        node_id,
+        nonce,
+    }) = next_frame(reader, &addr).await
+    else {
+        warn!(%remote, "peer connection without a valid handshake; closing");
+        return Ok(None);
+    };
+    let refusal = if protocol != PROTOCOL_VERSION {
+        Some(format!(
+            "protocol version {protocol}, this node speaks {PROTOCOL_VERSION}"
+        ))
+    } else if cluster_name != identity.cluster_name {
+        Some(format!(
+            "cluster name {cluster_name:?}, this node is in {:?}",
+            identity.cluster_name
+        ))
+    } else {
+        None
+    };
+    if let Some(reason) = refusal {
+        return refuse(write_half, remote, reason).await;
+    }
+    let exchange = Exchange {
+        connecting: (node_id, nonce),
+        accepting: (identity.node_id, secret::nonce()),
+    };
+    let proof = identity
+        .secret
+        .as_ref()
+        .map(|secret| secret.prove(Side::Accepting, &exchange));
+    send_frame(
+        write_half,
+        Frame::Challenge {
+            node_id: identity.node_id,
+            nonce: exchange.accepting.1,
+            proof,
+        },
+    )
+    .await?;
+    let their_proof = match next_frame(reader, &addr).await {
+        Ok(Frame::Prove { proof }) => proof,
+        // The connecting side gave up (it found our proof wrong, or we have
+        // a secret and it has none).
+        _ => {
+            warn!(%remote, "peer left during the handshake (cluster-secret mismatch?)");
+            return Ok(None);
+        }
+    };
+    let refusal = match (&identity.secret, their_proof) {
+        (None, None) => None,
+        (Some(secret), Some(proof)) if secret.verify(Side::Connecting, &exchange, &proof) => None,
+        (Some(_), Some(_)) => Some("wrong cluster-secret".to_string()),
+        (Some(_), None) => Some("this cluster requires a cluster-secret".to_string()),
+        (None, Some(_)) => Some(
+            "this node has no cluster-secret and does not talk to nodes that have one".to_string(),
+        ),
+    };
+    if let Some(reason) = refusal {
+        return refuse(write_half, remote, reason).await;
+    }
+    send_frame(write_half, Frame::Welcome).await?;
+    Ok(Some(node_id))
+}
+
+async fn refuse(
+    write_half: &mut OwnedWriteHalf,
+    remote: std::net::SocketAddr,
+    reason: String,
+) -> io::Result<Option<NodeId>> {
+    warn!(%remote, %reason, "refusing peer");
+    let _ = send_frame(write_half, Frame::Refused { reason }).await;
+    Ok(None)
+}
+
+/// Sends one handshake frame.
+async fn send_frame(write_half: &mut OwnedWriteHalf, frame: Frame) -> io::Result<()> {
+    let mut buf = Vec::new();
+    frame
+        .encode_into(&mut buf)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+    write_half.write_all(&buf).await
+}
+
+/// Reads one handshake frame (within [`CONNECT_TIMEOUT`]).
+async fn next_frame(
+    reader: &mut FramedRead<OwnedReadHalf, LengthDelimitedCodec>,
+    addr: &str,
+) -> Result<Frame, TransportError> {
+    let answer = tokio::time::timeout(CONNECT_TIMEOUT, reader.next())
+        .await
+        .map_err(|_| TransportError::Timeout(addr.to_string()))?;
+    match answer.map(|r| r.map(|bytes| Frame::decode(&bytes))) {
+        Some(Ok(Ok(frame))) => Ok(frame),
+        _ => Err(TransportError::Disconnected(addr.to_string())),
+    }
 }
 
 /// Writes queued frames, batching whatever is ready into one write.
@@ -414,47 +563,9 @@ async fn serve_connection(
     let remote = stream.peer_addr()?;
     let (read_half, mut write_half) = stream.into_split();
     let mut reader = FramedRead::new(read_half, codec(MAX_HANDSHAKE_BYTES));
-    let first = tokio::time::timeout(CONNECT_TIMEOUT, reader.next())
-        .await
-        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no handshake"))?;
-    let peer = match first.map(|r| r.map(|bytes| Frame::decode(&bytes))) {
-        Some(Ok(Ok(Frame::Hello {
-            protocol,
-            cluster_name,
-            node_id,
-        }))) => {
-            let refusal = if protocol != PROTOCOL_VERSION {
-                Some(format!(
-                    "protocol version {protocol}, this node speaks {PROTOCOL_VERSION}"
-                ))
-            } else if cluster_name != identity.cluster_name {
-                Some(format!(
-                    "cluster name {cluster_name:?}, this node is in {:?}",
-                    identity.cluster_name
-                ))
-            } else {
-                None
-            };
-            if let Some(reason) = refusal {
-                warn!(%remote, %reason, "refusing peer");
-                let mut buf = Vec::new();
-                let _ = Frame::Refused { reason }.encode_into(&mut buf);
-                let _ = write_half.write_all(&buf).await;
-                return Ok(());
-            }
-            node_id
-        }
-        _ => {
-            warn!(%remote, "peer connection without a valid handshake; closing");
-            return Ok(());
-        }
+    let Some(peer) = accept_handshake(&mut reader, &mut write_half, identity, remote).await? else {
+        return Ok(());
     };
-    let mut buf = Vec::new();
-    let _ = Frame::Welcome {
-        node_id: identity.node_id,
-    }
-    .encode_into(&mut buf);
-    write_half.write_all(&buf).await?;
     reader
         .decoder_mut()
         .set_max_frame_length(identity.max_frame_bytes);

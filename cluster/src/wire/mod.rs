@@ -4,9 +4,10 @@
 //!
 //! Nodes exchange [`Frame`]s over TCP: each is a 4-byte big-endian length and
 //! then the frame encoded with postcard. A connection opens with a handshake
-//! ([`Frame::Hello`] / [`Frame::Welcome`]) that checks the protocol version and
-//! the cluster name, so two clusters (or two releases that cannot talk) never
-//! mix data. After that the client side sends [`Frame::Request`]s and the
+//! ([`Frame::Hello`], [`Frame::Challenge`], [`Frame::Prove`],
+//! [`Frame::Welcome`]) that checks the protocol version and the cluster name,
+//! so two clusters (or two releases that cannot talk) never mix data, and,
+//! with `cluster-secret`, that both ends know the secret ([`secret`]). After that the client side sends [`Frame::Request`]s and the
 //! server side answers [`Frame::Response`]s carrying the same request id, in
 //! any order: many requests share one connection, and the sender batches the
 //! frames that are ready into one write (per-operation round trips are what
@@ -24,14 +25,17 @@
 //!   handshake, then the configured limit); an oversized or undecodable frame
 //!   closes the connection.
 
+pub mod secret;
+
 use bytes::Bytes;
+use secret::{Nonce, Proof};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::version::{NodeId, Siblings, VersionVector};
 
 /// Version of the frame layout and message set; both sides must agree.
-pub const PROTOCOL_VERSION: u16 = 3;
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// Largest frame accepted before the handshake completed.
 pub const MAX_HANDSHAKE_BYTES: usize = 64 * 1024;
@@ -50,12 +54,25 @@ pub enum Frame {
         cluster_name: String,
         /// The sender's node id.
         node_id: NodeId,
+        /// A fresh random nonce the accepting side's proof must cover.
+        nonce: Nonce,
     },
     /// The accepting side's answer to a compatible `Hello`.
-    Welcome {
+    Challenge {
         /// The receiver's node id.
         node_id: NodeId,
+        /// A fresh random nonce the connecting side's proof must cover.
+        nonce: Nonce,
+        /// Its proof of the cluster secret (none without one).
+        proof: Option<Proof>,
     },
+    /// The connecting side's proof of the cluster secret (none without one).
+    Prove {
+        /// HMAC over both nonces and ids; see [`secret`].
+        proof: Option<Proof>,
+    },
+    /// The accepting side checked the proof: requests may flow.
+    Welcome,
     /// The accepting side refuses the connection, and closes it.
     Refused {
         /// Why, for the log of the connecting side.

@@ -35,6 +35,7 @@ const RUNTIME_OPTIONS: &[&str] = &[
     "timeout",
     "slowlog-log-slower-than",
     "slowlog-max-len",
+    "protected-mode",
 ];
 
 /// Redis options that clients and tools ask for, with fixed answers that are
@@ -97,6 +98,12 @@ fn config_set(state: &ServerState, pairs: Vec<(String, String)>) -> Reply {
             "max-key-bytes" => parse(&value).map(|v| config.max_key_bytes = v),
             "max-siblings" => parse(&value).map(|v| config.max_siblings = v),
             "slowlog-max-len" => parse(&value).map(|v| config.slowlog_max_len = v),
+            "protected-mode" => match value.to_ascii_lowercase().as_str() {
+                "yes" => Ok(true),
+                "no" => Ok(false),
+                _ => Err(format!("argument '{name}' must be yes or no")),
+            }
+            .map(|on| config.protected_mode = on),
             "slowlog-log-slower-than" => value
                 .parse::<i64>()
                 .map(|v| config.slowlog_log_slower_than = v)
