@@ -143,6 +143,7 @@ async fn start_cluster(
         secret: Some(&config.cluster_secret)
             .filter(|s| !s.is_empty())
             .map(|s| ClusterSecret::new(s.as_bytes())),
+        source_ip: config.bind.parse().ok(),
     };
     let cluster_config = ClusterConfig {
         node_id: config.pinned_node_id()?,

@@ -84,6 +84,10 @@ pub struct Identity {
     /// `cluster-secret`: peers must prove it on the handshake (none: only
     /// peers without one are accepted).
     pub secret: Option<ClusterSecret>,
+    /// Address outgoing peer connections start from (the node's `bind`
+    /// address when it is a specific one), so a peer, a firewall rule or a
+    /// fault-injecting proxy sees which node is calling.
+    pub source_ip: Option<std::net::IpAddr>,
 }
 
 fn codec(max_frame_bytes: usize) -> LengthDelimitedCodec {
@@ -266,7 +270,7 @@ impl Link {
 
 async fn connect(addr: &str, identity: &Identity) -> Result<Arc<Connection>, TransportError> {
     let unreachable = |_| TransportError::Unreachable(addr.to_string());
-    let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+    let stream = tokio::time::timeout(CONNECT_TIMEOUT, open_stream(addr, identity.source_ip))
         .await
         .map_err(|_| TransportError::Timeout(addr.to_string()))?
         .map_err(unreachable)?;
@@ -428,6 +432,28 @@ async fn refuse(
     warn!(%remote, %reason, "refusing peer");
     let _ = send_frame(write_half, Frame::Refused { reason }).await;
     Ok(None)
+}
+
+/// Connects to `addr`, from `source_ip` when given (and of the same family).
+async fn open_stream(addr: &str, source_ip: Option<std::net::IpAddr>) -> io::Result<TcpStream> {
+    let Some(source) = source_ip.filter(|ip| !ip.is_unspecified()) else {
+        return TcpStream::connect(addr).await;
+    };
+    let target = tokio::net::lookup_host(addr)
+        .await?
+        .find(|a| a.is_ipv4() == source.is_ipv4())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address of the bind family"))?;
+    // A loopback source cannot reach another host (nor the reverse).
+    if source.is_loopback() != target.ip().is_loopback() {
+        return TcpStream::connect(target).await;
+    }
+    let socket = if source.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.bind(std::net::SocketAddr::new(source, 0))?;
+    socket.connect(target).await
 }
 
 /// Sends one handshake frame.
