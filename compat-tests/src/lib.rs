@@ -17,6 +17,7 @@
 
 mod client;
 mod cluster;
+pub mod faults;
 mod raw;
 mod server;
 mod tools;
