@@ -169,3 +169,48 @@ fn hints_for_a_removed_node_go_to_the_new_replicas() {
         }
     }
 }
+
+/// With `fallback-acks-count false`, a read cut off from every owner of a
+/// key is refused instead of answered from fallbacks that do not hold it
+/// (R counts owners only, as W does); with the default (the paper's sloppy
+/// quorum) the same read answers from the fallbacks and misses the value.
+#[test]
+fn strict_reads_never_answer_from_fallbacks_alone() {
+    for strict in [true, false] {
+        let flag = if strict { "false" } else { "true" };
+        let mut cluster = Cluster::start(5, QUORUM, &["--fallback-acks-count", flag]);
+        let key = "strict-read";
+        let owners = owners_of(cluster.node(0), key);
+        let ids: Vec<String> = (0..5).map(|i| node_id(cluster.node(i))).collect();
+        let owner_of = |i: usize| owners.contains(&ids[i]);
+        let writer = (0..5).find(|&i| owner_of(i)).unwrap();
+        let reader = (0..5).find(|&i| !owner_of(i)).unwrap();
+        let _: () = q(&mut cluster.node(writer).client(), &["SET", key, "v"]);
+        for i in (0..5).filter(|&i| owner_of(i)) {
+            cluster.nodes[i].kill9();
+        }
+        let mut con = cluster.node(reader).client();
+        // The first reads find the owners unreachable; later ones find them
+        // marked down and go straight to the fallbacks (default) or refuse.
+        let mut answers = Vec::new();
+        for _ in 0..10 {
+            let answer: redis::RedisResult<Option<String>> =
+                redis::cmd("GET").arg(key).query(&mut con);
+            answers.push(answer.map_err(|e| compat_tests::err_line(&e)));
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        if strict {
+            assert!(
+                answers
+                    .iter()
+                    .all(|a| matches!(a, Err(e) if e.contains("UNAVAILABLE"))),
+                "strict reads answered without an owner: {answers:?}"
+            );
+        } else {
+            assert!(
+                answers.iter().any(|a| matches!(a, Ok(None))),
+                "the sloppy read never answered from fallbacks: {answers:?}"
+            );
+        }
+    }
+}

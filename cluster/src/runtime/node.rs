@@ -591,7 +591,19 @@ impl Node {
         let _foreground = Foreground::enter(self);
         CoordinatorStats::bump(&self.replica.stats().reads);
         let plan = self.plan(key);
-        let mut targets = plan.nodes();
+        // A fallback holds only what was handed to it while an owner was
+        // down: when its acknowledgements do not count toward W, its
+        // answers must not count toward R either, or R + W > N would not
+        // hold (a read cut off from every owner would find nothing).
+        let mut targets = if self.config.fallback_acks_count {
+            plan.nodes()
+        } else {
+            plan.targets
+                .iter()
+                .filter(|t| t.hint_for.is_none())
+                .map(|t| t.node)
+                .collect()
+        };
         let r = self.quorum(self.config.r, &plan);
         if targets == [self.me] && r <= 1 {
             return self.replica.read(key);
