@@ -260,7 +260,13 @@ impl Cluster {
 /// answer (killed, restarting) or answers with an error.
 pub fn try_status_of(node: &Server) -> Option<Status> {
     let mut con = node.try_client_url(&node.url()).ok()?;
-    let value: redis::Value = redis::cmd("DYNAMO").arg("STATUS").query(&mut con).ok()?;
+    query_status(&mut con)
+}
+
+/// `DYNAMO STATUS` over `con` as name -> text (RESP2 array or RESP3 map);
+/// `None` on an error.
+pub fn query_status(con: &mut redis::Connection) -> Option<Status> {
+    let value: redis::Value = redis::cmd("DYNAMO").arg("STATUS").query(con).ok()?;
     let items = match value {
         redis::Value::Array(items) => items,
         redis::Value::Map(pairs) => pairs.into_iter().flat_map(|(k, v)| [k, v]).collect(),

@@ -26,8 +26,8 @@ mod workload;
 pub use client::{assert_healthy, bulk, cmd, err_line, expect_err, now_ms, q, qerr, qv, status};
 pub use cluster::{
     holds, holds_many, info_field, minimum_moves, moved, node_id, owners_of, owners_of_many,
-    partition_counts, peer_addr, ring_balance, ring_owners, status_of, try_status_of, wait_for,
-    Cluster, Status, CONVERGE_TIMEOUT,
+    partition_counts, peer_addr, query_status, ring_balance, ring_owners, status_of, try_status_of,
+    wait_for, Cluster, Status, CONVERGE_TIMEOUT,
 };
 pub use raw::{encode_command, RawConn, Reply};
 pub use server::{

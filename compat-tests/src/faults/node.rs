@@ -196,22 +196,7 @@ impl Node {
 
     /// `DYNAMO STATUS` as name -> text, `None` if the node does not answer.
     pub fn status(&self) -> Option<HashMap<String, String>> {
-        let mut con = self.admin().ok()?;
-        let value: redis::Value = redis::cmd("DYNAMO").arg("STATUS").query(&mut con).ok()?;
-        let items = match value {
-            redis::Value::Array(items) => items,
-            redis::Value::Map(pairs) => pairs.into_iter().flat_map(|(k, v)| [k, v]).collect(),
-            _ => return None,
-        };
-        Some(
-            items
-                .chunks(2)
-                .filter_map(|pair| match pair {
-                    [k, v] => Some((text(k), text(v))),
-                    _ => None,
-                })
-                .collect(),
-        )
+        crate::cluster::query_status(&mut self.admin().ok()?)
     }
 
     /// Everything the node wrote to stdout/stderr so far.
@@ -271,16 +256,6 @@ fn send_signal(pid: u32, signal: &str) {
         .status()
         .expect("running the kill command");
     assert!(status.success(), "kill -{signal} {pid} failed: {status}");
-}
-
-fn text(value: &redis::Value) -> String {
-    match value {
-        redis::Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
-        redis::Value::SimpleString(s) => s.clone(),
-        redis::Value::Int(i) => i.to_string(),
-        redis::Value::Double(d) => d.to_string(),
-        other => format!("{other:?}"),
-    }
 }
 
 /// Nodes, their proxies and their ids.
