@@ -92,7 +92,7 @@ pub fn pick_address() -> SocketAddr {
 }
 
 /// Sends a signal through the `kill` command (no libc needed).
-fn send_signal(pid: u32, signal: &str) {
+pub(crate) fn send_signal(pid: u32, signal: &str) {
     let status = Command::new("kill")
         .arg(format!("-{signal}"))
         .arg(pid.to_string())
@@ -165,16 +165,21 @@ impl Server {
     /// `--data-dir` and `--loglevel warn` set, plus `extra` arguments,
     /// and waits until it answers PING.
     pub fn start(extra: &[&str]) -> Server {
-        Server::start_inner(None, extra)
+        Server::start_inner(None, pick_address(), extra)
     }
 
     /// Like `start`, with a config file of the given contents passed as
     /// the first argument (the command-line options still override it).
     pub fn start_with_config(config: &str, extra: &[&str]) -> Server {
-        Server::start_inner(Some(config), extra)
+        Server::start_inner(Some(config), pick_address(), extra)
     }
 
-    fn start_inner(config: Option<&str>, extra: &[&str]) -> Server {
+    /// Like `start`, on an address the caller chose (and checked free).
+    pub fn start_at(addr: SocketAddr, extra: &[&str]) -> Server {
+        Server::start_inner(None, addr, extra)
+    }
+
+    fn start_inner(config: Option<&str>, addr: SocketAddr, extra: &[&str]) -> Server {
         let dir = tempfile::Builder::new()
             .prefix("dynamo-compat-")
             .tempdir()
@@ -189,7 +194,7 @@ impl Server {
         });
         let mut server = Server {
             child: None,
-            addr: pick_address(),
+            addr,
             args: extra.iter().map(|s| s.to_string()).collect(),
             config_file,
             data_dir,

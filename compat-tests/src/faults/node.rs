@@ -1,24 +1,16 @@
 //! The nodes of a fault-harness cluster, each behind its peer proxy.
 //!
-//! [`crate::Server::start`] picks its address itself and waits for that
-//! address to answer, so it cannot start a node on an address chosen (and
-//! whose proxy address was bound) beforehand. This module therefore spawns
-//! the processes itself, with the same conventions as `Server`: a temporary
-//! directory per node for data and log, `--loglevel warn` unless overridden,
-//! signals through the `kill` command, the log tail printed when a test
-//! panics.
+//! Each node is a harness [`Server`] started with [`Server::start_at`] on an
+//! address chosen before its proxy's address was bound, announcing the
+//! proxy to the other nodes.
 
 use std::collections::{HashMap, HashSet};
-use std::fs::OpenOptions;
-use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
 
 use super::proxy::Proxies;
-use crate::server::{random_u64, wait_timeout};
-use crate::{binary, pick_address, READY_TIMEOUT};
+use crate::server::{random_u64, send_signal};
+use crate::{pick_address, Server};
 
 /// Client connections the harness itself opens (status, checks): connect
 /// and per-command timeout.
@@ -26,110 +18,32 @@ pub const ADMIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a fresh cluster may take to agree on its ring.
 const FORM_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// One `dynamo-server` process with its client address, its proxy address
-/// (what the other nodes know it by) and its data, kept across restarts.
+/// One `dynamo-server` process (a harness [`Server`] on an address chosen
+/// beforehand) with its proxy address, what the other nodes know it by.
 pub struct Node {
     /// Index in the cluster (0 is the seed).
     pub index: usize,
-    addr: SocketAddr,
+    server: Server,
     proxy: SocketAddr,
-    args: Vec<String>,
-    log_path: PathBuf,
-    child: Option<Child>,
     paused: bool,
-    // Dropped last: removes the data dir and the log.
-    dir: tempfile::TempDir,
 }
 
 impl Node {
     fn start(index: usize, addr: SocketAddr, proxy: SocketAddr, extra: &[String]) -> Node {
-        let dir = tempfile::Builder::new()
-            .prefix("dynamo-faults-")
-            .tempdir()
-            .expect("creating temp dir");
-        let data_dir = dir.path().join("data");
-        std::fs::create_dir_all(&data_dir).expect("creating data dir");
-        let mut args: Vec<String> = vec![
-            "--bind".into(),
-            addr.ip().to_string(),
-            "--port".into(),
-            addr.port().to_string(),
-            "--data-dir".into(),
-            data_dir.display().to_string(),
-            "--announce-ip".into(),
-            proxy.ip().to_string(),
-            "--peer-port".into(),
-            proxy.port().to_string(),
-        ];
-        if !extra.iter().any(|a| a == "--loglevel") {
-            args.extend(["--loglevel".to_string(), "warn".to_string()]);
-        }
-        args.extend(extra.iter().cloned());
-        let mut node = Node {
+        let (proxy_ip, proxy_port) = (proxy.ip().to_string(), proxy.port().to_string());
+        let mut args = vec!["--announce-ip", &proxy_ip, "--peer-port", &proxy_port];
+        args.extend(extra.iter().map(String::as_str));
+        Node {
             index,
-            addr,
+            server: Server::start_at(addr, &args),
             proxy,
-            args,
-            log_path: dir.path().join("server.log"),
-            child: None,
             paused: false,
-            dir,
-        };
-        node.spawn();
-        node
-    }
-
-    fn spawn(&mut self) {
-        assert!(self.child.is_none(), "node {} already running", self.index);
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log_path)
-            .expect("opening node log");
-        let _ = writeln!(&log, "=== starting dynamo-server {}", self.args.join(" "));
-        let child = Command::new(binary())
-            .args(&self.args)
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("cloning log handle"))
-            .stderr(log)
-            .spawn()
-            .expect("spawning dynamo-server");
-        self.child = Some(child);
-        self.paused = false;
-        self.wait_ready();
-    }
-
-    fn wait_ready(&mut self) {
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    self.child = None;
-                    panic!(
-                        "node {} exited during startup with {status}; log:\n{}",
-                        self.index,
-                        self.log()
-                    );
-                }
-            }
-            if answers_ping(self.addr) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "node {} on {} not ready after {READY_TIMEOUT:?}; log:\n{}",
-                self.index,
-                self.addr,
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(25));
         }
     }
 
     /// The client address.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     /// The peer address the other nodes use: the proxy in front of it.
@@ -139,12 +53,12 @@ impl Node {
 
     /// `redis://ip:port/`
     pub fn url(&self) -> String {
-        format!("redis://{}/", self.addr)
+        self.server.url()
     }
 
     /// Running (possibly paused)?
-    pub fn is_running(&self) -> bool {
-        self.child.is_some()
+    pub fn is_running(&mut self) -> bool {
+        self.server.is_running()
     }
 
     /// Stopped with SIGSTOP and not resumed yet?
@@ -154,27 +68,19 @@ impl Node {
 
     /// Process id of the running node.
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().expect("node not running").id()
+        self.server.pid()
     }
 
     /// SIGKILL, and waits for the process to be gone.
     pub fn kill9(&mut self) {
-        let mut child = self.child.take().expect("node not running");
-        send_signal(child.id(), "KILL");
-        assert!(
-            wait_timeout(&mut child, Duration::from_secs(30)).is_some(),
-            "node {} did not die after SIGKILL",
-            self.index
-        );
+        self.server.kill9();
         self.paused = false;
     }
 
     /// Starts the node again with the same address, data and arguments.
     pub fn restart(&mut self) {
-        if self.child.is_some() {
-            self.kill9();
-        }
-        self.spawn();
+        self.server.restart();
+        self.paused = false;
     }
 
     /// SIGSTOP: the process keeps its sockets but answers nothing.
@@ -201,29 +107,7 @@ impl Node {
 
     /// Everything the node wrote to stdout/stderr so far.
     pub fn log(&self) -> String {
-        String::from_utf8_lossy(&std::fs::read(&self.log_path).unwrap_or_default()).into_owned()
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            // SIGKILL also ends a stopped process.
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        if std::thread::panicking() {
-            let log = self.log();
-            let lines: Vec<&str> = log.lines().collect();
-            let tail = &lines[lines.len().saturating_sub(100)..];
-            eprintln!(
-                "---- node {} ({}) log, last {} lines ----\n{}\n---- end of log ----",
-                self.index,
-                self.addr,
-                tail.len(),
-                tail.join("\n")
-            );
-        }
+        self.server.log()
     }
 }
 
@@ -234,28 +118,6 @@ pub fn connect(url: &str, timeout: Duration) -> redis::RedisResult<redis::Connec
     con.set_read_timeout(Some(timeout))?;
     con.set_write_timeout(Some(timeout))?;
     Ok(con)
-}
-
-fn answers_ping(addr: SocketAddr) -> bool {
-    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    let _ = s.set_write_timeout(Some(Duration::from_secs(2)));
-    if s.write_all(b"*1\r\n$4\r\nPING\r\n").is_err() {
-        return false;
-    }
-    let mut first = [0u8; 1];
-    matches!(s.read(&mut first), Ok(1) if first[0] == b'+' || first[0] == b'-')
-}
-
-fn send_signal(pid: u32, signal: &str) {
-    let status = Command::new("kill")
-        .arg(format!("-{signal}"))
-        .arg(pid.to_string())
-        .status()
-        .expect("running the kill command");
-    assert!(status.success(), "kill -{signal} {pid} failed: {status}");
 }
 
 /// Nodes, their proxies and their ids.
