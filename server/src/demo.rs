@@ -162,6 +162,13 @@ fn run_cluster(options: &Options, dir: &Path) -> Result<(), String> {
         stop_all(&options.bind, &mut nodes);
         return Err(message);
     }
+    let signals = match Signals::catch() {
+        Ok(signals) => signals,
+        Err(message) => {
+            stop_all(&options.bind, &mut nodes);
+            return Err(message);
+        }
+    };
     for node in &nodes {
         say!(
             "node {}  redis-cli -h {} -p {}  dashboard http://{}:{}/  pid {}  log {}",
@@ -184,7 +191,7 @@ fn run_cluster(options: &Options, dir: &Path) -> Result<(), String> {
         first = options.port,
         last = options.port + options.nodes - 1
     );
-    wait_for_signal(&mut nodes);
+    signals.wait(&mut nodes);
     say!("stopping the demo cluster ...");
     stop_all(&options.bind, &mut nodes);
     say!("stopped.");
@@ -294,42 +301,54 @@ fn wait_ready(bind: &str, nodes: &mut [DemoNode]) -> Result<(), String> {
     }
 }
 
-/// Blocks until SIGINT or SIGTERM, reporting nodes that exit meanwhile.
-fn wait_for_signal(nodes: &mut [DemoNode]) {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("dynamo-server demo: cannot wait for signals ({e}); stopping");
-            return;
-        }
-    };
-    runtime.block_on(async {
-        let signal = shutdown_signal();
-        tokio::pin!(signal);
-        let mut ticks = tokio::time::interval(Duration::from_millis(500));
-        loop {
-            tokio::select! {
-                _ = &mut signal => return,
-                _ = ticks.tick() => report_exits(nodes),
-            }
-        }
-    });
+/// SIGINT and SIGTERM, caught from the moment this exists: the demo must
+/// not die of a Ctrl-C that arrives just after it said it was ready (the
+/// default action would leave the nodes running).
+struct Signals {
+    runtime: tokio::runtime::Runtime,
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
 }
 
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    let Ok(mut terminate) =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-    else {
-        let _ = interrupt.await;
-        return;
-    };
-    tokio::select! {
-        _ = interrupt => {},
-        _ = terminate.recv() => {},
+impl Signals {
+    fn catch() -> Result<Signals, String> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot wait for signals: {e}"))?;
+        let (interrupt, terminate) = {
+            let _context = runtime.enter();
+            let catch = |kind| signal(kind).map_err(|e| format!("cannot catch signals: {e}"));
+            (
+                catch(SignalKind::interrupt())?,
+                catch(SignalKind::terminate())?,
+            )
+        };
+        Ok(Signals {
+            runtime,
+            interrupt,
+            terminate,
+        })
+    }
+
+    /// Blocks until SIGINT or SIGTERM, reporting nodes that exit meanwhile.
+    fn wait(self, nodes: &mut [DemoNode]) {
+        let Signals {
+            runtime,
+            mut interrupt,
+            mut terminate,
+        } = self;
+        runtime.block_on(async {
+            let mut ticks = tokio::time::interval(Duration::from_millis(500));
+            loop {
+                tokio::select! {
+                    _ = interrupt.recv() => return,
+                    _ = terminate.recv() => return,
+                    _ = ticks.tick() => report_exits(nodes),
+                }
+            }
+        });
     }
 }
 
