@@ -16,6 +16,17 @@ pub struct Config {
     pub bind: String,
     /// Client (RESP) port.
     pub port: u16,
+    /// Client port that speaks RESP over TLS (0: off), beside `port`.
+    pub tls_port: u16,
+    /// PEM certificate chain served on `tls-port`.
+    pub tls_cert_file: String,
+    /// PEM private key of `tls-cert-file`.
+    pub tls_key_file: String,
+    /// PEM CA certificates that client certificates must chain to.
+    pub tls_ca_cert_file: String,
+    /// Client certificates on `tls-port`: `no` (default), `yes` (required)
+    /// or `optional` (checked when sent).
+    pub tls_auth_clients: TlsAuthClients,
     /// Port of the node-to-node protocol (default `port + 10000`); listened
     /// on when the node is part of a cluster (n > 1 or seeds given).
     pub peer_port: Option<u16>,
@@ -128,6 +139,11 @@ impl Default for Config {
         Config {
             bind: "127.0.0.1".into(),
             port: 6379,
+            tls_port: 0,
+            tls_cert_file: String::new(),
+            tls_key_file: String::new(),
+            tls_ca_cert_file: String::new(),
+            tls_auth_clients: TlsAuthClients::No,
             peer_port: None,
             cluster_name: "dynamo".into(),
             node_id: String::new(),
@@ -180,6 +196,10 @@ impl Default for Config {
 /// Options whose values are text even when they look like numbers.
 const TEXT_OPTIONS: &[&str] = &[
     "bind",
+    "tls-cert-file",
+    "tls-key-file",
+    "tls-ca-cert-file",
+    "tls-auth-clients",
     "node-id",
     "cluster-name",
     "cluster-secret",
@@ -302,6 +322,11 @@ impl Config {
         vec![
             ("bind", self.bind.clone()),
             ("port", self.port.to_string()),
+            ("tls-port", self.tls_port.to_string()),
+            ("tls-cert-file", self.tls_cert_file.clone()),
+            ("tls-key-file", self.tls_key_file.clone()),
+            ("tls-ca-cert-file", self.tls_ca_cert_file.clone()),
+            ("tls-auth-clients", self.tls_auth_clients.as_str().into()),
             ("peer-port", self.peer_port().to_string()),
             ("cluster-name", self.cluster_name.clone()),
             ("node-id", self.node_id.clone()),
@@ -474,6 +499,7 @@ impl Config {
                 "bad value for option 'background-latency-factor': 0 (off) or from 1 to 100".into(),
             );
         }
+        self.validate_tls()?;
         if self.metrics_port != 0
             && (self.metrics_port == self.port || self.metrics_port == self.peer_port())
         {
@@ -541,6 +567,40 @@ impl Config {
         Ok(())
     }
 
+    /// The TLS options hang together (the files themselves are read when
+    /// the listener starts, see `tls.rs`).
+    fn validate_tls(&self) -> Result<(), String> {
+        if self.tls_port == 0 {
+            return Ok(());
+        }
+        if self.tls_port == self.port
+            || self.tls_port == self.peer_port()
+            || self.tls_port == self.metrics_port
+        {
+            return Err(
+                "bad value for option 'tls-port': must differ from port, peer-port and metrics-port"
+                    .into(),
+            );
+        }
+        for (name, value) in [
+            ("tls-cert-file", &self.tls_cert_file),
+            ("tls-key-file", &self.tls_key_file),
+        ] {
+            if value.is_empty() {
+                return Err(format!(
+                    "bad value for option '{name}': required when tls-port is set"
+                ));
+            }
+        }
+        if self.tls_auth_clients != TlsAuthClients::No && self.tls_ca_cert_file.is_empty() {
+            return Err(
+                "bad value for option 'tls-ca-cert-file': required when tls-auth-clients is yes or optional"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+
     /// The storage engine asked for.
     pub fn engine_kind(&self) -> Result<cluster::storage::EngineKind, String> {
         self.engine
@@ -573,6 +633,52 @@ impl Config {
             "trace" => "trace",
             other => return Err(format!("bad value for option 'loglevel': '{other}'")),
         })
+    }
+}
+
+/// Whether clients on `tls-port` must present a certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsAuthClients {
+    /// No client certificate is asked for.
+    No,
+    /// A client certificate signed by `tls-ca-cert-file` is required.
+    Yes,
+    /// A client certificate is checked when the client sends one.
+    Optional,
+}
+
+impl TlsAuthClients {
+    /// As the option is written.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsAuthClients::No => "no",
+            TlsAuthClients::Yes => "yes",
+            TlsAuthClients::Optional => "optional",
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for TlsAuthClients {
+    /// `yes` / `no` / `optional`, or a TOML boolean.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Flag(bool),
+            Word(String),
+        }
+        match Raw::deserialize(deserializer)? {
+            Raw::Flag(true) => Ok(TlsAuthClients::Yes),
+            Raw::Flag(false) => Ok(TlsAuthClients::No),
+            Raw::Word(word) => match word.to_ascii_lowercase().as_str() {
+                "yes" | "true" => Ok(TlsAuthClients::Yes),
+                "no" | "false" => Ok(TlsAuthClients::No),
+                "optional" => Ok(TlsAuthClients::Optional),
+                _ => Err(serde::de::Error::custom(format!(
+                    "'{word}' (expected yes, no or optional)"
+                ))),
+            },
+        }
     }
 }
 
@@ -634,6 +740,26 @@ mod tests {
             Invocation::Run(config) => Ok(*config),
             Invocation::Print(text) => Err(text),
         }
+    }
+
+    #[test]
+    fn tls_auth_clients_takes_words_and_booleans() {
+        let parse = |text: &str| parse_table(text.parse::<toml::Table>().unwrap());
+        let cases = [
+            ("tls-auth-clients = true", TlsAuthClients::Yes),
+            ("tls-auth-clients = false", TlsAuthClients::No),
+            ("tls-auth-clients = \"optional\"", TlsAuthClients::Optional),
+            ("tls-auth-clients = \"YES\"", TlsAuthClients::Yes),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(parse(text).unwrap().tls_auth_clients, expected, "{text}");
+        }
+        let error = parse("tls-auth-clients = \"maybe\"").unwrap_err();
+        assert!(error.contains("'tls-auth-clients'"), "{error}");
+        let error = run(&["--tls-port", "6380", "--tls-cert-file", "c.pem"]).unwrap_err();
+        assert!(error.contains("'tls-key-file'"), "{error}");
+        let error = run(&["--tls-port", "6379"]).unwrap_err();
+        assert!(error.contains("'tls-port'"), "{error}");
     }
 
     #[test]

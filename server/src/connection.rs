@@ -6,21 +6,21 @@
 //! therefore answered in order and with one write. A framing error is
 //! answered with `-ERR Protocol error: ...` and closes the connection.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{net::SocketAddr, sync::Arc};
 
 use bytes::BytesMut;
 use resp::{FrameError, Reply, RequestDecoder};
-use tokio::{io::AsyncWriteExt, net::TcpStream, sync::watch};
+use tokio::sync::watch;
 use tokio_util::codec::Decoder;
 use tracing::debug;
 
 use crate::{
+    client_socket::ClientSocket,
     session::{Flow, Session},
     state::ServerState,
     stats::ServerStats,
 };
 
-const READ_CHUNK: usize = 16 * 1024;
 /// Past this much pending output, replies are written before decoding more.
 const WRITE_HIGH_WATER: usize = 256 * 1024;
 /// Most pipelined requests executed as one batch (bounds the work and the
@@ -38,7 +38,7 @@ port may read and write everything.\r\n";
 /// Serves one client until it leaves, breaks the protocol or the server stops.
 pub async fn serve(
     state: Arc<ServerState>,
-    mut socket: TcpStream,
+    mut socket: ClientSocket,
     peer: SocketAddr,
     shutdown: watch::Receiver<bool>,
 ) {
@@ -49,7 +49,7 @@ pub async fn serve(
         let _ = socket.write_all(PROTECTED_MODE_DENIED).await;
         return;
     }
-    let local = socket.local_addr().unwrap_or(peer);
+    let local = socket.tcp().local_addr().unwrap_or(peer);
     let Some(client) = state.clients.register(peer, local, config.maxclients) else {
         ServerStats::bump(&state.stats.rejected_connections);
         let _ = socket
@@ -57,7 +57,7 @@ pub async fn serve(
             .await;
         return;
     };
-    let _ = socket.set_nodelay(true);
+    let _ = socket.tcp().set_nodelay(true);
     let id = client.id;
     let mut session = Session::new(state.clone(), client.clone());
     let result = run(&state, &mut session, &mut socket, shutdown, config.timeout).await;
@@ -70,7 +70,7 @@ pub async fn serve(
 async fn run(
     state: &ServerState,
     session: &mut Session,
-    socket: &mut TcpStream,
+    socket: &mut ClientSocket,
     mut shutdown: watch::Receiver<bool>,
     idle_timeout_secs: u64,
 ) -> Result<(), FrameError> {
@@ -132,45 +132,12 @@ async fn run(
             return Ok(());
         }
         let read = tokio::select! {
-            read = read_more(socket, &mut input, &mut output, idle_timeout_secs) => read?,
+            read = socket.read_more(&mut input, &mut output, idle_timeout_secs) => read?,
             _ = shutdown.changed() => return Ok(()),
         };
         if read == 0 {
             return Ok(());
         }
         session.touch();
-    }
-}
-
-/// Reads what the client sent next. When nothing is waiting, the buffers
-/// are released before sleeping, so an idle connection holds no buffer
-/// memory (10k idle clients must not cost 10k x 32 KiB); a busy pipeline
-/// keeps its buffers because data is already there.
-async fn read_more(
-    socket: &mut TcpStream,
-    input: &mut BytesMut,
-    output: &mut BytesMut,
-    idle_timeout_secs: u64,
-) -> Result<usize, FrameError> {
-    loop {
-        input.reserve(READ_CHUNK);
-        match socket.try_read_buf(input) {
-            Ok(read) => return Ok(read),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(e.into()),
-        }
-        if input.is_empty() {
-            *input = BytesMut::new();
-        }
-        if output.is_empty() {
-            *output = BytesMut::new();
-        }
-        if idle_timeout_secs == 0 {
-            socket.readable().await?;
-        } else {
-            tokio::time::timeout(Duration::from_secs(idle_timeout_secs), socket.readable())
-                .await
-                .map_err(|_| FrameError::Io("idle timeout".into()))??;
-        }
     }
 }

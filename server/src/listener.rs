@@ -6,10 +6,13 @@
 use std::{sync::Arc, time::Duration};
 
 use tokio::{net::TcpListener, sync::watch};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
-use crate::{connection, state::ServerState, stats::ServerStats};
+use crate::{client_socket::ClientSocket, connection, state::ServerState, stats::ServerStats};
 
+/// How long a client may take to finish the TLS handshake (a stalled
+/// handshake must not hold a task and a socket for ever).
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long shutdown waits for connections to finish their batch.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Keys the expiry purge examines per tick.
@@ -22,6 +25,18 @@ pub async fn serve(state: Arc<ServerState>) -> Result<(), String> {
     let listener = TcpListener::bind(&address)
         .await
         .map_err(|e| format!("cannot listen on {address}: {e}"))?;
+    let tls = crate::tls::acceptor(&config)?;
+    let tls_listener = match &tls {
+        Some(_) => {
+            let tls_address = format!("{}:{}", config.bind, config.tls_port);
+            let listener = TcpListener::bind(&tls_address)
+                .await
+                .map_err(|e| format!("cannot listen on {tls_address} (tls-port): {e}"))?;
+            info!(address = %tls_address, "TLS port ready");
+            Some(listener)
+        }
+        None => None,
+    };
     info!(%address, node_id = format!("{:016x}", state.coordinator.node_id()), engine = state.coordinator.engine().name(), "ready to accept connections");
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -39,18 +54,34 @@ pub async fn serve(state: Arc<ServerState>) -> Result<(), String> {
             accepted = listener.accept() => match accepted {
                 Ok((socket, peer)) => {
                     ServerStats::bump(&state.stats.connections_received);
+                    let socket = ClientSocket::Plain(socket);
                     tokio::spawn(connection::serve(state.clone(), socket, peer, shutdown_rx.clone()));
                 }
-                Err(e) => {
-                    // Out of file descriptors and the like: back off briefly.
-                    warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                Err(e) => accept_failed(e).await,
+            },
+            accepted = accept_on(tls_listener.as_ref()) => match (accepted, &tls) {
+                (Ok((socket, peer)), Some(acceptor)) => {
+                    ServerStats::bump(&state.stats.connections_received);
+                    let (state, acceptor, shutdown) = (state.clone(), acceptor.clone(), shutdown_rx.clone());
+                    tokio::spawn(async move {
+                        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(socket)).await {
+                            Ok(Ok(stream)) => {
+                                let socket = ClientSocket::Tls(Box::new(stream));
+                                connection::serve(state, socket, peer, shutdown).await;
+                            }
+                            Ok(Err(e)) => debug!(%peer, "TLS handshake failed: {e}"),
+                            Err(_) => debug!(%peer, "TLS handshake timed out"),
+                        }
+                    });
                 }
+                (Ok(_), None) => {}
+                (Err(e), _) => accept_failed(e).await,
             },
         }
     }
     info!("shutting down: no new connections; draining");
     drop(listener);
+    drop(tls_listener);
     let _ = shutdown_tx.send(true);
     let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
     while state.clients.connected() > 0 && tokio::time::Instant::now() < deadline {
@@ -63,6 +94,22 @@ pub async fn serve(state: Arc<ServerState>) -> Result<(), String> {
         .map_err(|e| format!("final flush failed: {e}"))?;
     info!("storage flushed; bye");
     Ok(())
+}
+
+/// Out of file descriptors and the like: log, and back off briefly.
+async fn accept_failed(error: std::io::Error) {
+    warn!("accept failed: {error}");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+}
+
+/// The next connection on `listener`; never, without one.
+async fn accept_on(
+    listener: Option<&TcpListener>,
+) -> std::io::Result<(tokio::net::TcpStream, std::net::SocketAddr)> {
+    match listener {
+        Some(listener) => listener.accept().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn shutdown_signal() {

@@ -2,6 +2,7 @@
 //! protocol. See README.md and ARCHITECTURE.md.
 
 mod admin_cli;
+mod client_socket;
 mod cluster_view;
 mod commands;
 mod config;
@@ -15,6 +16,7 @@ mod session;
 mod slowlog;
 mod state;
 mod stats;
+mod tls;
 
 use std::{process::ExitCode, sync::Arc, time::Duration};
 

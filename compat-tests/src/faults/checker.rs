@@ -440,9 +440,14 @@ pub struct DeleteVerdict {
     pub deleted_zero: usize,
     /// Deleted (DEL `:1`) keys that read back a value: FAIL.
     pub resurrected: Vec<String>,
-    /// Keys whose DEL answered `:0` that read back a value: FAIL (the
-    /// DEL found nothing to delete although the SET was acknowledged).
+    /// Keys whose DEL answered `:0` that a `GET` still reads back: FAIL
+    /// (the DEL's read missed the acknowledged SET, and its tombstone did not
+    /// hide it).
     pub undeleted: Vec<String>,
+    /// Keys whose DEL answered `:0` that every `GET` reads as nil while a
+    /// replica keeps the missed value as a sibling beside the tombstone
+    /// (causally concurrent with the DEL; `DGET` lists it). Reported.
+    pub undeleted_sibling: usize,
     /// DELs with no answer.
     pub delete_indeterminate: usize,
     /// ... of which the key still reads back a value.
@@ -526,14 +531,21 @@ pub fn check_deletes(
                 .get(key)
                 .is_some_and(|r| r.iter().any(|(_, values)| !values.is_empty()))
     };
+    let readable = |key: &str| -> bool {
+        reads
+            .get(key)
+            .is_some_and(|r| r.iter().any(|(_, v)| v.is_some()))
+    };
     for (key, answer) in &history.deleted {
-        if present(key) {
-            let line = describe(key);
-            if *answer == 1 {
-                verdict.resurrected.push(line);
-            } else {
-                verdict.undeleted.push(line);
+        if *answer == 1 {
+            // The tombstone covers the value: no replica may keep it.
+            if present(key) {
+                verdict.resurrected.push(describe(key));
             }
+        } else if readable(key) {
+            verdict.undeleted.push(describe(key));
+        } else if present(key) {
+            verdict.undeleted_sibling += 1;
         }
     }
     verdict.delete_indeterminate_present = history

@@ -229,7 +229,7 @@ impl Report {
             &self.deletes.resurrected,
         );
         list(
-            "deletes not deleted (DEL :0 missed the acknowledged SET, value present)",
+            "deletes not deleted (DEL :0 missed the acknowledged SET, GET reads it)",
             &self.deletes.undeleted,
         );
         list("deletes: kept keys lost", &self.deletes.kept_lost);
@@ -325,8 +325,8 @@ impl Report {
         let d = &self.deletes;
         out.push(format!(
             "deletes: {} written (+{} indeterminate SETs), deleted {} (:1 {}, :0 {}), \
-             resurrected {}, DEL :0 yet present {}, DEL indeterminate {} ({} still present), \
-             kept {} (lost {}); errors {}",
+             resurrected {}, DEL :0 yet readable {} (kept as a sibling under the tombstone {}), \
+             DEL indeterminate {} ({} still present), kept {} (lost {}); errors {}",
             d.written,
             d.write_indeterminate,
             d.deleted_one + d.deleted_zero,
@@ -334,6 +334,7 @@ impl Report {
             d.deleted_zero,
             d.resurrected.len(),
             d.undeleted.len(),
+            d.undeleted_sibling,
             d.delete_indeterminate,
             d.delete_indeterminate_present,
             d.kept,

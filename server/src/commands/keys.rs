@@ -7,21 +7,19 @@ use resp::{
     glob, Reply,
 };
 
-use super::{absolute_ms, live_value, live_winner};
+use super::{absolute_ms, delete_write, live_value, live_winner};
 use crate::state::ServerState;
 
 type CommandResult = Result<Reply, ClusterError>;
 
-/// `DEL key [key ...]`: a causal tombstone per key that has a value.
+/// `DEL key [key ...]`: a causal tombstone per key (see [`delete_write`]);
+/// counts the keys that had a live value.
 pub async fn del(state: &ServerState, keys: Vec<Bytes>, now: u64) -> CommandResult {
     let mut removed = 0;
     for key in keys {
         let deleted = state
             .coordinator
-            .update(&key, now, |siblings| match live_winner(siblings, now) {
-                Some(_) => (Some(Write::tombstone(siblings.context().clone())), true),
-                None => (None, false),
-            })
+            .update(&key, now, |siblings| delete_write(state, siblings, now))
             .await?;
         removed += i64::from(deleted);
     }

@@ -11,7 +11,7 @@ mod strings;
 
 use bytes::Bytes;
 use cluster::{
-    coordinator::ClusterError,
+    coordinator::{ClusterError, Write},
     version::{Siblings, Version},
 };
 use resp::{command::Expiry, Command, Reply};
@@ -91,6 +91,28 @@ pub fn cluster_error(error: &ClusterError) -> Reply {
 /// The live winner's version: the value GET returns.
 pub(crate) fn live_winner(siblings: &Siblings, now: u64) -> Option<&Version> {
     siblings.winner(now).filter(|v| !v.is_tombstone())
+}
+
+/// The write of a delete (`DEL`, `UNLINK`, `GETDEL`) given what its read
+/// saw: a tombstone superseding the siblings seen, and whether a live value
+/// was among them (the command's answer).
+///
+/// On one node the read is complete, so nothing live means nothing to write.
+/// In a cluster a sloppy read (reads and writes that fell back to other nodes
+/// during a partition) can miss an acknowledged write held outside its
+/// quorum. The tombstone is then written anyway: it is newer than that write,
+/// so once the two meet GET answers nil, and the write stays a sibling beside
+/// it (SPEC: concurrent writes survive a delete) instead of reappearing as the
+/// value after the heal.
+pub(crate) fn delete_write(
+    state: &ServerState,
+    siblings: &Siblings,
+    now: u64,
+) -> (Option<Write>, bool) {
+    let found = live_winner(siblings, now).is_some();
+    let write = (found || state.coordinator.node().is_some())
+        .then(|| Write::tombstone(siblings.context().clone()));
+    (write, found)
 }
 
 /// The live winner's value.

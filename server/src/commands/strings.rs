@@ -11,7 +11,7 @@ use resp::{
     Reply,
 };
 
-use super::{absolute_ms, check_sizes, check_value, live_value, live_winner};
+use super::{absolute_ms, check_sizes, check_value, delete_write, live_value, live_winner};
 use crate::{state::ServerState, stats::ServerStats};
 
 type CommandResult = Result<Reply, ClusterError>;
@@ -81,12 +81,9 @@ pub async fn set(state: &ServerState, cmd: SetCmd, now: u64) -> CommandResult {
 pub async fn getdel(state: &ServerState, key: &[u8], now: u64) -> CommandResult {
     let value = state
         .coordinator
-        .update(key, now, |siblings| match live_value(siblings, now) {
-            Some(value) => (
-                Some(Write::tombstone(siblings.context().clone())),
-                Some(value),
-            ),
-            None => (None, None),
+        .update(key, now, |siblings| {
+            let value = live_value(siblings, now);
+            (delete_write(state, siblings, now).0, value)
         })
         .await?;
     Ok(Reply::bulk_or_nil(value))
