@@ -28,7 +28,7 @@
 //!   that matters (the paper's section 6.1 trade-off).
 
 use std::sync::{
-    atomic::{AtomicI64, AtomicUsize, Ordering},
+    atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering},
     Arc, Mutex, OnceLock,
 };
 
@@ -72,7 +72,15 @@ pub struct Replica {
     /// Hash trees of the stored keys, one per ring partition, kept current by
     /// every store (cluster nodes only; see [`Replica::enable_merkle`]).
     merkle: OnceLock<Mutex<MerkleForest>>,
+    /// The newest version timestamp taken in from other replicas (see
+    /// [`Replica::stamp`]).
+    clock_floor: AtomicU64,
 }
+
+/// How far ahead of this node's clock a timestamp seen from another node is
+/// still followed; a later one (a wildly wrong clock, corrupt data) is not,
+/// so it cannot freeze this node's timestamps for long.
+const MAX_FOLLOW_AHEAD_MS: u64 = 5 * 60 * 1000;
 
 impl Replica {
     /// Opens the replica over `engine`: loads the node id and counts the
@@ -89,6 +97,7 @@ impl Replica {
             stored_keys: AtomicI64::new(0),
             value_keys: AtomicI64::new(0),
             merkle: OnceLock::new(),
+            clock_floor: AtomicU64::new(0),
         };
         replica.count_keys()?;
         Ok(replica)
@@ -179,12 +188,13 @@ impl Replica {
             return Err(ClusterError::InvalidContext);
         }
         let dot = self.dots.next_dot()?;
+        let stamp = self.stamp(now_ms, &current);
         let mut context = std::mem::take(&mut write.context);
         if write.supersede_known {
             context.join(current.context());
         }
         let mut next = current.clone();
-        next.apply_write(&context, version(dot, write, now_ms));
+        next.apply_write(&context, version(dot, write, stamp));
         let max = self.max_siblings();
         if next.versions().len() > max {
             CoordinatorStats::bump(&self.stats.sibling_limit_rejections);
@@ -196,9 +206,35 @@ impl Replica {
         Ok((result, Some(next)))
     }
 
+    /// The timestamp of a write coordinated here at `now_ms`: never behind
+    /// the key's versions it supersedes, nor behind the newest timestamp
+    /// this replica has taken in from other nodes (the physical half of a
+    /// hybrid logical clock; ties are broken by the dot, as for any two
+    /// versions). A node whose clock runs behind thus still stamps a write
+    /// after what it has seen, so that, e.g., a DEL whose sloppy read missed a
+    /// write made a second earlier on a node with a good clock still wins
+    /// last-write-wins against it once the two meet.
+    fn stamp(&self, now_ms: u64, current: &Siblings) -> u64 {
+        let seen = current.versions().iter().map(|v| v.timestamp_ms).max();
+        now_ms
+            .max(self.clock_floor.load(Ordering::Relaxed))
+            .max(seen.unwrap_or(0).min(now_ms + MAX_FOLLOW_AHEAD_MS))
+    }
+
+    /// Raises the clock floor to the newest of `remote`'s timestamps (not
+    /// past [`MAX_FOLLOW_AHEAD_MS`] ahead of `now_ms`).
+    fn observe(&self, remote: &Siblings, now_ms: u64) {
+        if let Some(newest) = remote.versions().iter().map(|v| v.timestamp_ms).max() {
+            if newest <= now_ms + MAX_FOLLOW_AHEAD_MS {
+                self.clock_floor.fetch_max(newest, Ordering::Relaxed);
+            }
+        }
+    }
+
     /// Merges another replica's state of `key` into the stored one; returns
     /// whether anything changed.
     pub fn merge(&self, key: &[u8], remote: &Siblings, now_ms: u64) -> Result<bool, ClusterError> {
+        self.observe(remote, now_ms);
         let skey = keyspace::storage_key(key);
         let _guard = self.lock(&skey);
         let (current, digest) = self.load_for_write(&skey)?;

@@ -153,6 +153,7 @@ pub struct Server {
     child: Option<Child>,
     addr: SocketAddr,
     args: Vec<String>,
+    env: Vec<(String, String)>,
     config_file: Option<PathBuf>,
     data_dir: PathBuf,
     log_path: PathBuf,
@@ -165,21 +166,32 @@ impl Server {
     /// `--data-dir` and `--loglevel warn` set, plus `extra` arguments,
     /// and waits until it answers PING.
     pub fn start(extra: &[&str]) -> Server {
-        Server::start_inner(None, pick_address(), extra)
+        Server::start_inner(None, pick_address(), extra, &[])
     }
 
     /// Like `start`, with a config file of the given contents passed as
     /// the first argument (the command-line options still override it).
     pub fn start_with_config(config: &str, extra: &[&str]) -> Server {
-        Server::start_inner(Some(config), pick_address(), extra)
+        Server::start_inner(Some(config), pick_address(), extra, &[])
     }
 
     /// Like `start`, on an address the caller chose (and checked free).
     pub fn start_at(addr: SocketAddr, extra: &[&str]) -> Server {
-        Server::start_inner(None, addr, extra)
+        Server::start_inner(None, addr, extra, &[])
     }
 
-    fn start_inner(config: Option<&str>, addr: SocketAddr, extra: &[&str]) -> Server {
+    /// Like `start_at`, with environment variables for the process (kept
+    /// for restarts), e.g. `LD_PRELOAD` of libfaketime.
+    pub fn start_at_with_env(addr: SocketAddr, extra: &[&str], env: &[(String, String)]) -> Server {
+        Server::start_inner(None, addr, extra, env)
+    }
+
+    fn start_inner(
+        config: Option<&str>,
+        addr: SocketAddr,
+        extra: &[&str],
+        env: &[(String, String)],
+    ) -> Server {
         let dir = tempfile::Builder::new()
             .prefix("dynamo-compat-")
             .tempdir()
@@ -196,6 +208,7 @@ impl Server {
             child: None,
             addr,
             args: extra.iter().map(|s| s.to_string()).collect(),
+            env: env.to_vec(),
             config_file,
             data_dir,
             log_path,
@@ -237,6 +250,7 @@ impl Server {
         let _ = writeln!(&log, "=== starting dynamo-server {}", args.join(" "));
         let child = Command::new(binary())
             .args(&args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .current_dir(self._dir.path())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("cloning log handle"))

@@ -32,6 +32,7 @@
 //! same client choices, not the same history.
 
 pub mod checker;
+pub mod clock;
 pub mod nemesis;
 pub mod node;
 pub mod proxy;
@@ -52,6 +53,10 @@ use workloads::{register_key, set_key, History, Workloads};
 /// After the convergence wait: one tombstone grace period plus a collection
 /// pass, so a tombstone collected too early would show as a resurrection.
 const SETTLE: Duration = Duration::from_secs(3);
+
+/// `max-hints` of the long profile's nodes: a few seconds of the workloads'
+/// writes for a dead node.
+pub const LONG_MAX_HINTS: usize = 300;
 
 /// Which schedule a profile runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,13 +137,18 @@ impl Profile {
         }
     }
 
-    /// 5 nodes, N=3 R=2 W=2, mixed nemeses for `duration`.
+    /// 5 nodes, N=3 R=2 W=2, mixed nemeses for `duration`; at most
+    /// [`LONG_MAX_HINTS`] hints per node, so that a node killed for a
+    /// window stays down past the hint limit and the hints beyond it are
+    /// dropped, leaving the rest to anti-entropy.
     pub fn long(duration: Duration) -> Profile {
+        let mut node_args = fast_node_args();
+        node_args.extend(["--max-hints".to_string(), LONG_MAX_HINTS.to_string()]);
         Profile {
             name: "long",
             nodes: 5,
             quorum: (3, 2, 2),
-            node_args: fast_node_args(),
+            node_args,
             schedule: ScheduleKind::Long,
             duration,
             workloads: WorkloadConfig {
@@ -175,6 +185,14 @@ pub struct Report {
     pub proxy: ProxyStats,
     /// Whether the schedule held any partition.
     pub partitioned: bool,
+    /// Clock skews scheduled, and how many the skewed node's `TIME` showed.
+    pub skews: (usize, usize),
+    /// Why the run had no clock-skew windows, if it had none.
+    pub skew_skipped: Option<String>,
+    /// Kill windows undone during the run (restarts before the final heal).
+    pub kills_undone: usize,
+    /// Hints the other nodes dropped (past `max-hints`) during them.
+    pub hints_dropped_during_kills: u64,
     /// Heal -> every node sees every member up with no hint, or why not.
     pub recovered: Result<Duration, String>,
     /// Heal -> every replica holds the same values, or why not.
@@ -247,6 +265,21 @@ impl Report {
                 self.proxy.unknown_sources
             ));
         }
+        let hint_limited = self.profile.node_args.iter().any(|a| a == "--max-hints");
+        if hint_limited && self.kills_undone > 0 && self.hints_dropped_during_kills == 0 {
+            failures.push(format!(
+                "harness: {} nodes were down for a window with a hint limit set, but no hint \
+                 was dropped: no node was kept down past the limit",
+                self.kills_undone
+            ));
+        }
+        if self.skews.1 < self.skews.0 {
+            failures.push(format!(
+                "harness: {} clock skews scheduled but only {} seen in the nodes' TIME \
+                 (is libfaketime preloaded?)",
+                self.skews.0, self.skews.1
+            ));
+        }
         if self.partitioned && self.proxy.refused + self.proxy.severed == 0 {
             failures.push("harness: partitions were scheduled but the proxies cut nothing".into());
         }
@@ -276,6 +309,25 @@ impl Report {
                 self.total.as_secs_f64()
             ),
             format!("node options: {}", self.profile.node_args.join(" ")),
+            match &self.skew_skipped {
+                None => format!(
+                    "clock skew: libfaketime; {} skews scheduled, {} seen in the nodes' TIME",
+                    self.skews.0, self.skews.1
+                ),
+                Some(why) => format!("clock skew: none ({why})"),
+            },
+            if self.profile.node_args.iter().any(|a| a == "--max-hints") {
+                format!(
+                    "hint limit: {} kill windows undone; the other nodes dropped {} hints past \
+                     max-hints while those nodes were down",
+                    self.kills_undone, self.hints_dropped_during_kills
+                )
+            } else {
+                format!(
+                    "hint limit: the default; {} hints dropped while killed nodes were down",
+                    self.hints_dropped_during_kills
+                )
+            },
             "nodes:".to_string(),
         ];
         out.extend(self.nodes.iter().map(|l| format!("  {l}")));
@@ -325,8 +377,9 @@ impl Report {
         let d = &self.deletes;
         out.push(format!(
             "deletes: {} written (+{} indeterminate SETs), deleted {} (:1 {}, :0 {}), \
-             resurrected {}, DEL :0 yet readable {} (kept as a sibling under the tombstone {}), \
-             DEL indeterminate {} ({} still present), kept {} (lost {}); errors {}",
+             resurrected {}, DEL :0 yet readable {} (kept as a sibling under the tombstone {}; \
+             readable because LWW followed a skewed clock {}), DEL indeterminate {} ({} still \
+             present), kept {} (lost {}); errors {}",
             d.written,
             d.write_indeterminate,
             d.deleted_one + d.deleted_zero,
@@ -335,12 +388,20 @@ impl Report {
             d.resurrected.len(),
             d.undeleted.len(),
             d.undeleted_sibling,
+            d.undeleted_by_skew.len(),
             d.delete_indeterminate,
             d.delete_indeterminate_present,
             d.kept,
             d.kept_lost.len(),
             self.errors[2]
         ));
+        if !d.undeleted_by_skew.is_empty() {
+            out.push(format!(
+                "  DEL :0 readable under clock skew (reported): {}\n      {}",
+                d.undeleted_by_skew.len(),
+                examples(&d.undeleted_by_skew)
+            ));
+        }
         out.push(format!(
             "convergence: every node up with no hint {} after the heal; every replica of {} keys \
              identical {} after the heal (bound {:?})",
@@ -401,7 +462,18 @@ pub fn run(profile: &Profile, seed: u64) -> Report {
         args.extend(extra.split_whitespace().map(String::from));
     }
     let profile = &profile;
-    let mut cluster = FaultCluster::start(profile.nodes, &args);
+    let libfaketime = clock::libfaketime();
+    assert!(
+        libfaketime.is_some() || !clock::required(),
+        "DYNAMO_REQUIRE_FAKETIME=1 but libfaketime is not installed (apt-get install faketime)"
+    );
+    if libfaketime.is_none() {
+        eprintln!(
+            "[faults] libfaketime not found (apt-get install faketime): no clock-skew windows"
+        );
+    }
+    let clock_skew = libfaketime.is_some();
+    let mut cluster = FaultCluster::start(profile.nodes, &args, libfaketime.as_deref());
     let formed_in = started.elapsed();
     let nodes: Vec<String> = cluster
         .nodes
@@ -419,10 +491,16 @@ pub fn run(profile: &Profile, seed: u64) -> Report {
 
     let mut schedule_rng = Rng::stream(seed, 1);
     let schedule = match profile.schedule {
-        ScheduleKind::Short => Schedule::short(&mut schedule_rng, profile.nodes),
-        ScheduleKind::Long => Schedule::long(&mut schedule_rng, profile.nodes, profile.duration),
+        ScheduleKind::Short => Schedule::short(&mut schedule_rng, profile.nodes, clock_skew),
+        ScheduleKind::Long => Schedule::long(
+            &mut schedule_rng,
+            profile.nodes,
+            profile.duration,
+            clock_skew,
+        ),
     };
     let partitioned = schedule.windows.iter().any(|w| has_partition(&w.fault));
+    let skews_scheduled: usize = schedule.windows.iter().map(|w| skews_in(&w.fault)).sum();
     let t0 = Instant::now();
     let mut log = NemesisLog::new(t0);
     log.note(format!(
@@ -494,6 +572,16 @@ pub fn run(profile: &Profile, seed: u64) -> Report {
         nemesis_log: log.lines(),
         proxy: cluster.proxies.stats(),
         partitioned,
+        skews: (skews_scheduled, cluster.skews_observed),
+        kills_undone: schedule
+            .windows
+            .iter()
+            .take(schedule.windows.len().saturating_sub(1))
+            .map(|w| kills_in(&w.fault))
+            .sum(),
+        hints_dropped_during_kills: cluster.hints_dropped_during_kills,
+        skew_skipped: (!clock_skew)
+            .then(|| "libfaketime not installed: apt-get install faketime".to_string()),
         recovered,
         converged,
         converged_keys: keys.len(),
@@ -506,6 +594,22 @@ pub fn run(profile: &Profile, seed: u64) -> Report {
             history.deletes.errors.summary(),
         ],
         error_examples,
+    }
+}
+
+fn kills_in(fault: &Fault) -> usize {
+    match fault {
+        Fault::Kill(_) => 1,
+        Fault::Mix(faults) => faults.iter().map(kills_in).sum(),
+        _ => 0,
+    }
+}
+
+fn skews_in(fault: &Fault) -> usize {
+    match fault {
+        Fault::Skew { .. } => 1,
+        Fault::Mix(faults) => faults.iter().map(skews_in).sum(),
+        _ => 0,
     }
 }
 

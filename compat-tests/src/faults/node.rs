@@ -6,8 +6,10 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use super::clock::SkewableClock;
 use super::proxy::Proxies;
 use crate::server::{random_u64, send_signal};
 use crate::{pick_address, Server};
@@ -26,19 +28,63 @@ pub struct Node {
     server: Server,
     proxy: SocketAddr,
     paused: bool,
+    /// The offset file libfaketime follows, when clocks can be skewed.
+    clock: Option<SkewableClock>,
+    clock_offset: i64,
 }
 
 impl Node {
-    fn start(index: usize, addr: SocketAddr, proxy: SocketAddr, extra: &[String]) -> Node {
+    fn start(
+        index: usize,
+        addr: SocketAddr,
+        proxy: SocketAddr,
+        extra: &[String],
+        clock: Option<(SkewableClock, &Path)>,
+    ) -> Node {
         let (proxy_ip, proxy_port) = (proxy.ip().to_string(), proxy.port().to_string());
         let mut args = vec!["--announce-ip", &proxy_ip, "--peer-port", &proxy_port];
         args.extend(extra.iter().map(String::as_str));
+        let env = clock
+            .as_ref()
+            .map_or_else(Vec::new, |(clock, library)| clock.env(library));
         Node {
             index,
-            server: Server::start_at(addr, &args),
+            server: Server::start_at_with_env(addr, &args, &env),
             proxy,
             paused: false,
+            clock: clock.map(|(clock, _)| clock),
+            clock_offset: 0,
         }
+    }
+
+    /// Moves the node's wall clock `offset_secs` from the true time (0:
+    /// right again); it follows within a second. Panics when the cluster
+    /// was started without skewable clocks.
+    pub fn skew_clock(&mut self, offset_secs: i64) {
+        let clock = self
+            .clock
+            .as_ref()
+            .expect("clock skew needs a cluster started with libfaketime");
+        clock.set(offset_secs);
+        self.clock_offset = offset_secs;
+    }
+
+    /// The node's wall clock minus the harness's, in seconds, from `TIME`;
+    /// `None` if it does not answer.
+    pub fn observed_clock_offset(&self) -> Option<f64> {
+        let mut con = self.admin().ok()?;
+        let (secs, micros): (String, String) = redis::cmd("TIME").query(&mut con).ok()?;
+        let theirs = secs.parse::<f64>().ok()? + micros.parse::<f64>().ok()? / 1e6;
+        let ours = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?
+            .as_secs_f64();
+        Some(theirs - ours)
+    }
+
+    /// The node's clock offset now, in seconds.
+    pub fn clock_offset(&self) -> i64 {
+        self.clock_offset
     }
 
     /// The client address.
@@ -128,6 +174,19 @@ pub struct FaultCluster {
     pub proxies: Proxies,
     /// `node_id` of every node, by index.
     pub ids: Vec<String>,
+    /// Clock skews the nodes' own `TIME` was seen to follow.
+    pub skews_observed: usize,
+    /// Every clock skew applied: (node, offset s, from, until), times since
+    /// the workloads started; `until` is `None` while in force.
+    pub skew_windows: Vec<(usize, i64, Duration, Option<Duration>)>,
+    /// Every node's weight as last set through `DYNAMO WEIGHT` (1 at start).
+    pub weights: Vec<u32>,
+    /// Per node, the others' `hints_dropped` when it was killed.
+    pub hints_dropped_at_kill: Vec<Vec<Option<u64>>>,
+    /// Hints the others dropped (past `max-hints`) while a node was down.
+    pub hints_dropped_during_kills: u64,
+    /// Holds the clock offset files (when skewable).
+    _clocks: Option<tempfile::TempDir>,
 }
 
 impl FaultCluster {
@@ -136,8 +195,10 @@ impl FaultCluster {
     /// another loopback address (bound at once, so it stays ours); starts
     /// the proxies, then node 0, then the others with `--seeds` naming node
     /// 0's proxy, each announcing its proxy's IP; waits until every node
-    /// knows every member as up and they agree on the ring.
-    pub fn start(count: usize, extra: &[String]) -> FaultCluster {
+    /// knows every member as up and they agree on the ring. With
+    /// `libfaketime`, every node follows a clock offset file of its own
+    /// ([`Node::skew_clock`]).
+    pub fn start(count: usize, extra: &[String], libfaketime: Option<&Path>) -> FaultCluster {
         let mut used: HashSet<IpAddr> = HashSet::new();
         let mut addrs = Vec::with_capacity(count);
         let mut listeners = Vec::with_capacity(count);
@@ -166,18 +227,34 @@ impl FaultCluster {
             .collect();
         let sources: Vec<IpAddr> = addrs.iter().map(SocketAddr::ip).collect();
         let proxies = Proxies::start(listeners, targets, &sources);
+        let clocks = libfaketime.map(|_| {
+            tempfile::Builder::new()
+                .prefix("dynamo-faults-clocks-")
+                .tempdir()
+                .expect("creating the clock directory")
+        });
         let mut nodes = Vec::with_capacity(count);
         for (i, addr) in addrs.iter().enumerate() {
             let mut args = extra.to_vec();
             if i > 0 {
                 args.extend(["--seeds".to_string(), proxies.addr(0).to_string()]);
             }
-            nodes.push(Node::start(i, *addr, proxies.addr(i), &args));
+            let clock = clocks
+                .as_ref()
+                .zip(libfaketime)
+                .map(|(dir, library)| (SkewableClock::new(dir.path(), i), library));
+            nodes.push(Node::start(i, *addr, proxies.addr(i), &args, clock));
         }
         let mut cluster = FaultCluster {
             nodes,
             proxies,
             ids: Vec::new(),
+            skews_observed: 0,
+            skew_windows: Vec::new(),
+            weights: vec![1; count],
+            hints_dropped_at_kill: vec![Vec::new(); count],
+            hints_dropped_during_kills: 0,
+            _clocks: clocks,
         };
         cluster.wait_formed();
         cluster.ids = cluster

@@ -264,6 +264,17 @@ pub struct RegisterHistory {
     pub errors: Errors,
 }
 
+/// Where and when one request ran (times since the workloads started).
+#[derive(Debug, Clone, Copy)]
+pub struct Op {
+    /// The node the client sent it to.
+    pub node: usize,
+    /// Sent.
+    pub invoked: Duration,
+    /// Answered.
+    pub completed: Duration,
+}
+
 /// What the delete clients did.
 #[derive(Debug, Default)]
 pub struct DeleteHistory {
@@ -280,6 +291,10 @@ pub struct DeleteHistory {
     /// Per key, what was done to it: `SET via node 3 t+1.200s..1.201s OK;
     /// DEL via node 1 t+2.500s..2.502s :1`.
     pub trace: HashMap<String, String>,
+    /// Per acknowledged key, the node and times of its `SET`.
+    pub set_ops: HashMap<String, Op>,
+    /// Per acknowledged `DEL`, its node and times.
+    pub del_ops: HashMap<String, Op>,
     /// Errors met.
     pub errors: Errors,
 }
@@ -380,6 +395,8 @@ impl Workloads {
             d.delete_indeterminate.extend(log.delete_indeterminate);
             d.kept.extend(log.kept);
             d.trace.extend(log.trace);
+            d.set_ops.extend(log.set_ops);
+            d.del_ops.extend(log.del_ops);
             d.errors.merge(log.errors);
         }
         history
@@ -548,18 +565,18 @@ fn deletes(
             let (key, written) = waiting.pop_front().expect("a waiting key");
             let invoked = start.elapsed();
             let result = client.request::<i64>("DEL", redis::cmd("DEL").arg(&key));
-            let line = traced(
-                "DEL",
-                client.node,
+            let op = Op {
+                node: client.node,
                 invoked,
-                start.elapsed(),
-                &outcome(&result),
-            );
+                completed: start.elapsed(),
+            };
+            let line = traced("DEL", op.node, invoked, op.completed, &outcome(&result));
             let trace = log.trace.entry(key.clone()).or_default();
             trace.push_str("; ");
             trace.push_str(&line);
             match result {
                 Ok(answer) => {
+                    log.del_ops.insert(key.clone(), op);
                     log.deleted.insert(key, answer);
                 }
                 // Never sent: try again later.
@@ -573,18 +590,18 @@ fn deletes(
         let value = format!("v{n}");
         let invoked = start.elapsed();
         let result = client.request::<redis::Value>("SET", redis::cmd("SET").arg(&key).arg(&value));
+        let op = Op {
+            node: client.node,
+            invoked,
+            completed: start.elapsed(),
+        };
         log.trace.insert(
             key.clone(),
-            traced(
-                "SET",
-                client.node,
-                invoked,
-                start.elapsed(),
-                &outcome(&result),
-            ),
+            traced("SET", op.node, invoked, op.completed, &outcome(&result)),
         );
         match result {
             Ok(reply) if is_ok(&reply) => {
+                log.set_ops.insert(key.clone(), op);
                 log.written.insert(key.clone(), value);
                 waiting.push_back((key, Instant::now()));
             }

@@ -193,6 +193,7 @@ async fn cluster_admin(state: &ServerState, node: &Arc<Node>, cmd: DynamoCmd) ->
                     text("hints_delivered"),
                     stat(&node.hints().stats().delivered),
                 ),
+                (text("hints_dropped"), stat(&node.hints().stats().dropped)),
                 (text("read_repairs"), stat(&stats.read_repairs)),
                 (text("anti_entropy_rounds"), stat(&stats.ae_rounds)),
                 (
