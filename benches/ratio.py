@@ -75,6 +75,9 @@ class Server:
     info: dict = field(default_factory=dict)
 
 
+# dynamo-server's --engine (set from --engine).
+DYNAMO_ENGINE = "sled"
+
 SERVERS = [
     ("redis-mem", "redis (in memory)", "redis"),
     ("redis-aof", "redis (AOF everysec)", "redis"),
@@ -112,7 +115,7 @@ def server_command(srv: Server, dynamo_bin: Path, peer_port: int) -> list[str]:
     # neither collides with anything nor overflows for a high ephemeral port.
     return [str(dynamo_bin), "--bind", "127.0.0.1", "--port", str(srv.port),
             "--peer-port", str(peer_port), "--data-dir", str(srv.tmp / "data"),
-            "--loglevel", "warn"]
+            "--loglevel", "warn", "--engine", DYNAMO_ENGINE]
 
 
 def cli(port: int, *args: str, timeout: float = 10.0) -> subprocess.CompletedProcess:
@@ -597,6 +600,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="seconds before one redis-benchmark run counts as failed")
     p.add_argument("--keep-tmp", action="store_true",
                    help="keep the servers' temp dirs (data, AOF, logs)")
+    p.add_argument("--engine", default="sled", choices=["sled", "aof", "memory"],
+                   help="dynamo-server's storage engine (default sled)")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="print each redis-benchmark command as it runs")
     a = p.parse_args(argv)
@@ -638,7 +643,10 @@ def main(argv: list[str]) -> int:
         WORKLOADS = [(n, t, args.pipeline if p > 1 else 1) for n, t, p in WORKLOADS]
         RATIO_TARGET[args.pipeline] = RATIO_TARGET.pop(16)
 
-    servers = [Server(key=k, label=l, kind=kind) for k, l, kind in SERVERS if k in wanted]
+    global DYNAMO_ENGINE
+    DYNAMO_ENGINE = args.engine
+    servers = [Server(key=k, label=l.replace("(sled)", f"({args.engine})"), kind=kind)
+               for k, l, kind in SERVERS if k in wanted]
     params = (f"redis-benchmark -c {args.clients} -d {args.data_size} -r {args.keyspace}; "
               f"-n {args.requests} without pipelining, -n {args.pipelined_requests} "
               f"with -P {args.pipeline}; {args.keyspace} keys preloaded"

@@ -87,6 +87,6 @@ fn bad_engine_name_lists_valid_values() {
     let err = "bdb".parse::<EngineKind>().unwrap_err();
     assert_eq!(
         err.to_string(),
-        "unknown storage engine \"bdb\" (valid values: sled, memory)"
+        "unknown storage engine \"bdb\" (valid values: sled, memory, aof)"
     );
 }

@@ -206,3 +206,39 @@ fn sigterm_under_load_keeps_every_acknowledged_write() {
         }
     }
 }
+
+#[test]
+fn aof_engine_keeps_data_through_kill9_and_restart() {
+    let mut server = Server::start(&["--engine", "aof"]);
+    let mut c = server.client();
+    write_keys(&mut c, 1000);
+    let _: i64 = q(&mut c, &["DEL", "key:7"]);
+    drop(c);
+    // Longer than the periodic flush interval.
+    std::thread::sleep(Duration::from_millis(2000));
+    server.kill9();
+    server.restart();
+    let mut c = server.client();
+    let gone: Option<String> = q(&mut c, &["GET", "key:7"]);
+    assert_eq!(gone, None);
+    let _: () = q(&mut c, &["SET", "key:7", "value:7"]);
+    check_keys(&mut c, 1000);
+    let info: String = q(&mut c, &["INFO", "persistence"]);
+    assert!(info.contains("storage_engine:aof"), "{info}");
+    drop(c);
+    assert_eq!(server.terminate().code(), Some(0));
+    server.restart();
+    check_keys(&mut server.client(), 1000);
+    assert_healthy(&server);
+}
+
+#[test]
+fn aof_engine_with_every_write_durability_loses_nothing_to_kill9() {
+    let mut server = Server::start(&["--engine", "aof", "--durability", "every-write"]);
+    let mut c = server.client();
+    write_keys(&mut c, 500);
+    drop(c);
+    server.kill9();
+    server.restart();
+    check_keys(&mut server.client(), 500);
+}

@@ -87,7 +87,8 @@ pub struct Config {
     pub transfer_batch: usize,
     /// Where the storage engine keeps its files.
     pub data_dir: PathBuf,
-    /// `sled` (on disk, default) or `memory`.
+    /// `sled` (on disk, default), `aof` (in memory, persisted by an
+    /// append-only log) or `memory`.
     pub engine: String,
     /// `periodic` (flush every `flush-every-ms`) or `every-write` (fsync
     /// before acknowledging each write).

@@ -8,7 +8,10 @@
 //!    as this node (so no owner still has a version the tombstone must
 //!    suppress);
 //! 2. no member holds a hint for the key (a pending handoff could deliver an
-//!    older value to an owner after the collection);
+//!    older value to an owner after the collection), and no member that is
+//!    not an owner holds any other state of it (its hand-off after a ring
+//!    change would offer that value to owners that no longer have the
+//!    tombstone: found by the fault harness's reweight nemesis);
 //! 3. each owner then removes the key only if its state is still exactly the
 //!    one compared (`Collect`), updating its Merkle tree in the same step.
 //!
@@ -90,6 +93,16 @@ impl Node {
         for (_, answer) in self.broadcast(Request::HintsFor { key: key.clone() }).await {
             if !matches!(answer, Ok(Response::Count(0))) {
                 return false;
+            }
+        }
+        // A node that is not an owner may still hold the key (an old replica
+        // before a ring change, a stale write); its hand-off would offer it
+        // to owners that no longer have the tombstone, so the value would
+        // come back. Every member must hold nothing or exactly this state.
+        for (_, answer) in self.broadcast(Request::Read { key: key.clone() }).await {
+            match answer {
+                Ok(Response::Siblings(theirs)) if theirs.is_empty() || theirs == *state => {}
+                _ => return false,
             }
         }
         let mut all = true;

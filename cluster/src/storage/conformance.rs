@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{CachedEngine, Durability, Engine, MemoryEngine, SledEngine};
+use super::{AofEngine, CachedEngine, Durability, Engine, MemoryEngine, SledEngine};
 
 /// Everything the checks need from an engine under test. Keeps the sled temp
 /// directory alive for as long as the engine.
@@ -28,6 +28,15 @@ pub(super) fn sled(durability: Durability) -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
     // A small cache keeps the many parallel test databases cheap.
     let engine = SledEngine::open(dir.path(), durability, Some(16 << 20)).expect("open sled");
+    Fixture {
+        engine: Box::new(engine),
+        _dir: Some(dir),
+    }
+}
+
+pub(super) fn aof(durability: Durability) -> Fixture {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = AofEngine::open(dir.path(), durability).expect("open aof");
     Fixture {
         engine: Box::new(engine),
         _dir: Some(dir),
@@ -453,6 +462,8 @@ conformance! {
     sled_periodic => sled(PERIODIC),
     sled_every_write => sled(Durability::EveryWrite),
     cached_sled => cached_sled(),
+    aof_periodic => aof(PERIODIC),
+    aof_every_write => aof(Durability::EveryWrite),
 }
 
 // ---------------------------------------------------------------- mirror
@@ -508,7 +519,21 @@ mod mirror {
         #[test]
         fn memory_and_sled_agree(ops in prop::collection::vec(op(), 1..60)) {
             let dir = tempfile::tempdir().unwrap();
-            let open = || SledEngine::open(dir.path(), PERIODIC, Some(4 << 20)).unwrap();
+            mirror(&ops, || Box::new(SledEngine::open(dir.path(), PERIODIC, Some(4 << 20)).unwrap()))?;
+        }
+
+        #[test]
+        fn memory_and_aof_agree(ops in prop::collection::vec(op(), 1..60)) {
+            let dir = tempfile::tempdir().unwrap();
+            // A tiny rewrite threshold, so that rewrites happen between reopens.
+            mirror(&ops, || Box::new(AofEngine::open_with(dir.path(), PERIODIC, 256).unwrap()))?;
+        }
+    }
+
+    /// Runs `ops` on a memory engine, the engine `open` makes (reopened by
+    /// `Op::Reopen`) and a model, comparing every answer.
+    fn mirror(ops: &[Op], open: impl Fn() -> Box<dyn Engine>) -> Result<(), TestCaseError> {
+        {
             let mem = MemoryEngine::new();
             let mut sled = open();
             // an independent model of the data, to check memory too
@@ -557,7 +582,12 @@ mod mirror {
                         sled.meta_put(n, v).unwrap();
                     }
                     Op::MetaGet(n) => {
-                        prop_assert_eq!(mem.meta_get(n).unwrap(), sled.meta_get(n).unwrap(), "{}", ctx);
+                        prop_assert_eq!(
+                            mem.meta_get(n).unwrap(),
+                            sled.meta_get(n).unwrap(),
+                            "{}",
+                            ctx
+                        );
                     }
                     Op::Flush => {
                         mem.flush().unwrap();
@@ -574,5 +604,6 @@ mod mirror {
             prop_assert_eq!(&m, &sled.scan_from(b"", usize::MAX).unwrap());
             prop_assert_eq!(m.len(), model.len());
         }
+        Ok(())
     }
 }

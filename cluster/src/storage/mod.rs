@@ -25,6 +25,10 @@
 //!   tree named `"meta"`, both inside one sled directory.
 //! * [`MemoryEngine`] — a `BTreeMap` behind a `RwLock`. Nothing survives the
 //!   process; it is for tests, benchmarks and throw-away caches.
+//! * [`AofEngine`] — the whole data set in a `BTreeMap`, persisted by an
+//!   append-only log that a restart replays (Redis's AOF model), with the
+//!   same [`Durability`] choices as sled; the log is rewritten when mostly
+//!   garbage.
 //!
 //! Pick one at run time with [`open_engine`] and an [`EngineKind`] (which
 //! parses from `"sled"` / `"memory"`).
@@ -96,6 +100,7 @@
 //!
 //! [sled]: https://docs.rs/sled/0.34.7
 
+mod aof;
 mod cache;
 mod memory;
 mod sled_engine;
@@ -108,6 +113,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 
+pub use aof::AofEngine;
 pub use cache::CachedEngine;
 pub use memory::MemoryEngine;
 pub use sled_engine::SledEngine;
@@ -205,17 +211,20 @@ pub enum EngineKind {
     Sled,
     /// [`MemoryEngine`]: volatile, lost on exit.
     Memory,
+    /// [`AofEngine`]: in memory, persisted by an append-only log.
+    Aof,
 }
 
 impl EngineKind {
     /// Every kind, in the order they are listed in messages.
-    pub const ALL: [EngineKind; 2] = [EngineKind::Sled, EngineKind::Memory];
+    pub const ALL: [EngineKind; 3] = [EngineKind::Sled, EngineKind::Memory, EngineKind::Aof];
 
     /// The configuration spelling of this kind (`"sled"`, `"memory"`).
     pub fn as_str(self) -> &'static str {
         match self {
             EngineKind::Sled => "sled",
             EngineKind::Memory => "memory",
+            EngineKind::Aof => "aof",
         }
     }
 }
@@ -228,7 +237,7 @@ impl fmt::Display for EngineKind {
 
 /// The error from parsing an unknown [`EngineKind`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown storage engine {0:?} (valid values: sled, memory)")]
+#[error("unknown storage engine {0:?} (valid values: sled, memory, aof)")]
 pub struct ParseEngineKindError(pub String);
 
 impl FromStr for EngineKind {
@@ -290,7 +299,8 @@ pub enum StorageError {
 /// For [`EngineKind::Sled`], `dir` is the sled directory (created if missing;
 /// sled owns its contents, so do not put other files in it) and `durability`
 /// picks the flush policy; the page cache uses sled's default size (1 GiB
-/// upper bound). For [`EngineKind::Memory`] both `dir` and `durability` are
+/// upper bound). [`EngineKind::Aof`] keeps its log in `dir` with the same
+/// durability choices. For [`EngineKind::Memory`] both `dir` and `durability` are
 /// ignored.
 pub fn open_engine(
     kind: EngineKind,
@@ -300,6 +310,7 @@ pub fn open_engine(
     Ok(match kind {
         EngineKind::Sled => Arc::new(SledEngine::open(dir, durability, None)?),
         EngineKind::Memory => Arc::new(MemoryEngine::new()),
+        EngineKind::Aof => Arc::new(AofEngine::open(dir, durability)?),
     })
 }
 
