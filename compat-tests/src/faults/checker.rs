@@ -454,9 +454,10 @@ pub struct DeleteVerdict {
     /// (causally concurrent with the DEL; `DGET` lists it). Reported.
     pub undeleted_sibling: usize,
     /// Keys whose DEL answered `:0` that a `GET` still reads back, where the
-    /// DEL went to a node whose clock was behind, or the SET to one whose
-    /// clock was ahead: last-write-wins between two causally concurrent
-    /// writes, decided by skewed clocks. Reported (the LWW trade-off), listed.
+    /// DEL ran while some node's clock was behind, or the SET while some
+    /// node's clock was ahead (or within that offset after): last-write-wins
+    /// between two causally concurrent writes, decided by skewed clocks.
+    /// Reported (the LWW trade-off), listed.
     pub undeleted_by_skew: Vec<String>,
     /// DELs with no answer.
     pub delete_indeterminate: usize,
@@ -495,17 +496,22 @@ pub fn check_deletes(
     owners: &HashMap<String, Vec<usize>>,
 ) -> Result<DeleteVerdict, String> {
     // libfaketime follows a new offset within a second.
+    // The write may be stamped by another node than the client's (a
+    // forward to an owner), and nodes that took in a fast node's timestamps
+    // keep stamping at them until their own clocks catch up
+    // (`Replica::stamp`): a skew ahead is felt anywhere, until `offset`
+    // seconds after its window.
     let margin = Duration::from_millis(1500);
     let skewed = |op: Option<&Op>, behind: bool| -> bool {
         op.is_some_and(|op| {
             cluster
                 .skew_windows
                 .iter()
-                .any(|&(node, offset, from, until)| {
-                    node == op.node
-                        && (offset < 0) == behind
+                .any(|&(_, offset, from, until)| {
+                    let lingers = Duration::from_secs(offset.unsigned_abs()) * u32::from(!behind);
+                    (offset < 0) == behind
                         && op.completed + margin >= from
-                        && until.is_none_or(|until| op.invoked <= until + margin)
+                        && until.is_none_or(|until| op.invoked <= until + lingers + margin)
                 })
         })
     };
