@@ -41,12 +41,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
-use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::memory::scan_map;
 use super::{Durability, Engine, Entry, StorageError};
 
 const LOG_FILE: &str = "aof.log";
@@ -557,13 +557,7 @@ impl Engine for AofEngine {
     }
 
     fn scan_from(&self, start: &[u8], limit: usize) -> Result<Vec<Entry>, StorageError> {
-        let maps = self.shared.maps();
-        Ok(maps
-            .data
-            .range::<[u8], _>((Bound::Included(start), Bound::Unbounded))
-            .take(limit)
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect())
+        Ok(scan_map(&self.shared.maps().data, start, None, limit))
     }
 
     fn scan_range(
@@ -572,16 +566,7 @@ impl Engine for AofEngine {
         end: &[u8],
         limit: usize,
     ) -> Result<Vec<Entry>, StorageError> {
-        if start >= end {
-            return Ok(Vec::new());
-        }
-        let maps = self.shared.maps();
-        Ok(maps
-            .data
-            .range::<[u8], _>((Bound::Included(start), Bound::Excluded(end)))
-            .take(limit)
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect())
+        Ok(scan_map(&self.shared.maps().data, start, Some(end), limit))
     }
 
     fn count(&self) -> Result<u64, StorageError> {

@@ -43,6 +43,25 @@ impl MemoryEngine {
     }
 }
 
+/// Up to `limit` entries of `data` from `start` (included) to `end`
+/// (excluded; `None`: to the last key), in key order. Shared by the engines
+/// that keep their data in a `BTreeMap`.
+pub(super) fn scan_map(
+    data: &BTreeMap<Vec<u8>, Vec<u8>>,
+    start: &[u8],
+    end: Option<&[u8]>,
+    limit: usize,
+) -> Vec<Entry> {
+    if limit == 0 || end.is_some_and(|end| start >= end) {
+        return Vec::new();
+    }
+    let upper = end.map_or(Bound::Unbounded, Bound::Excluded);
+    data.range::<[u8], _>((Bound::Included(start), upper))
+        .take(limit)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
 fn len(b: &[u8]) -> u64 {
     b.len() as u64
 }
@@ -82,16 +101,7 @@ impl Engine for MemoryEngine {
     }
 
     fn scan_from(&self, start: &[u8], limit: usize) -> Result<Vec<Entry>, StorageError> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let inner = self.read();
-        Ok(inner
-            .data
-            .range::<[u8], _>((Bound::Included(start), Bound::Unbounded))
-            .take(limit)
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect())
+        Ok(scan_map(&self.read().data, start, None, limit))
     }
 
     fn scan_range(
@@ -100,16 +110,7 @@ impl Engine for MemoryEngine {
         end: &[u8],
         limit: usize,
     ) -> Result<Vec<Entry>, StorageError> {
-        if limit == 0 || start >= end {
-            return Ok(Vec::new());
-        }
-        let inner = self.read();
-        Ok(inner
-            .data
-            .range::<[u8], _>((Bound::Included(start), Bound::Excluded(end)))
-            .take(limit)
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect())
+        Ok(scan_map(&self.read().data, start, Some(end), limit))
     }
 
     fn count(&self) -> Result<u64, StorageError> {
