@@ -248,14 +248,20 @@ fn sample(body: &str, series: &str) -> f64 {
         .map_or(0.0, |v| v.trim().parse().unwrap_or(f64::NAN))
 }
 
-fn metrics_port() -> u16 {
-    // Free on some loopback address, so almost surely on the node's too.
-    pick_address().port()
+/// A port free on `node`'s address, other than its client and peer ports
+/// (picked while the node runs, so the OS cannot hand out its own port).
+fn metrics_port(node: &Server) -> u16 {
+    loop {
+        let listener = std::net::TcpListener::bind((node.addr().ip(), 0)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        if port != node.port() && port != node.port().wrapping_add(10_000) {
+            return port;
+        }
+    }
 }
 
 #[test]
 fn metrics_endpoint_follows_a_workload_and_a_down_node() {
-    let ports: Vec<u16> = (0..3).map(|_| metrics_port()).collect();
     let mut cluster = Cluster::start(
         3,
         (3, 2, 2),
@@ -268,6 +274,7 @@ fn metrics_endpoint_follows_a_workload_and_a_down_node() {
     );
     // Restart each node with its own metrics port (the harness gives every
     // node the same extra arguments).
+    let ports: Vec<u16> = cluster.nodes.iter().map(metrics_port).collect();
     for (i, port) in ports.iter().enumerate() {
         let node = &mut cluster.nodes[i];
         node.add_args(&["--metrics-port", &port.to_string()]);
