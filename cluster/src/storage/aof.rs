@@ -430,8 +430,12 @@ impl Shared {
     /// Rewrites the log from the maps when it has grown past the threshold
     /// and twice the live data.
     fn maybe_rewrite(&self, log: &mut Log) -> Result<(), StorageError> {
-        let live = self.maps().live_bytes;
-        if log.bytes <= self.rewrite_min_bytes || log.bytes <= live.saturating_mul(2) {
+        // Checked on every write: the size test first, so that the map's lock
+        // is only taken once the log is big.
+        if log.bytes <= self.rewrite_min_bytes {
+            return Ok(());
+        }
+        if log.bytes <= self.maps().live_bytes.saturating_mul(2) {
             return Ok(());
         }
         let started = Instant::now();
