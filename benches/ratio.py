@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Throughput/latency ratio of dynamo-server against redis-server.
 
-Starts three servers on 127.0.0.1 (free ports, each in its own temp dir),
-one after another, and runs the same redis-benchmark workloads on each:
+Starts three servers on 127.0.0.1 (free ports, each in its own temp dir)
+and runs the same redis-benchmark workloads on each, one server at a time:
 
   * redis-server, in memory       (--save "" --appendonly no)
   * redis-server, AOF everysec    (--save "" --appendonly yes --appendfsync everysec)
@@ -13,6 +13,8 @@ Workloads: SET and GET, -c 50 -d 100 -r 100000, without pipelining and with
 always hits.  Prints ops/s, p50, p99, p99.9 for every (workload, server), the
 ratios dynamo/redis (GET against redis in memory, SET against redis AOF
 everysec) against the targets, and the resident memory of each server.
+With --rounds N (default 3) every workload runs N times per server, the
+servers interleaved, and each figure is the median of its N runs.
 
 Python 3.11 standard library only.  See benches/README.md.
 """
@@ -286,6 +288,23 @@ class Result:
     max: float | None = None
     error: str = ""
     warnings: list = field(default_factory=list)
+
+
+def median_result(results: list) -> "Result":
+    """The median of each figure over the runs (a failed run fails the lot)."""
+    failed = [r for r in results if not r.ok]
+    if failed:
+        return failed[0]
+
+    def med(values):
+        values = sorted(v for v in values if v is not None)
+        return values[len(values) // 2] if values else None
+
+    return Result(ok=True,
+                  rps=med(r.rps for r in results), avg=med(r.avg for r in results),
+                  p50=med(r.p50 for r in results), p99=med(r.p99 for r in results),
+                  p999=med(r.p999 for r in results), max=med(r.max for r in results),
+                  warnings=[w for r in results for w in r.warnings])
 
 
 PCT_LINE = re.compile(r"^\s*([0-9.]+)% <= ([0-9.]+) milliseconds")
@@ -587,6 +606,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="-n for the -P 16 runs (default 2000000; 100000 with --quick)")
     p.add_argument("--quick", action="store_true",
                    help="small -n for a smoke run; the numbers are not meaningful")
+    p.add_argument("--rounds", type=int, default=None,
+                   help="runs of each workload per server, interleaved; figures are the "
+                        "medians (default 3; 1 with --quick)")
     p.add_argument("--markdown", action="store_true",
                    help="print the tables in Markdown (for benches/README.md)")
     p.add_argument("--clients", type=int, default=50, help="-c (default 50)")
@@ -605,6 +627,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("-v", "--verbose", action="store_true",
                    help="print each redis-benchmark command as it runs")
     a = p.parse_args(argv)
+    if a.rounds is None:
+        a.rounds = 1 if a.quick else 3
+    if a.rounds < 1:
+        p.error("--rounds must be at least 1")
     if a.requests is None:
         a.requests = 20000 if a.quick else 200000
     if a.pipelined_requests is None:
@@ -649,7 +675,8 @@ def main(argv: list[str]) -> int:
                for k, l, kind in SERVERS if k in wanted]
     params = (f"redis-benchmark -c {args.clients} -d {args.data_size} -r {args.keyspace}; "
               f"-n {args.requests} without pipelining, -n {args.pipelined_requests} "
-              f"with -P {args.pipeline}; {args.keyspace} keys preloaded"
+              f"with -P {args.pipeline}; {args.keyspace} keys preloaded; "
+              f"{args.rounds} round(s), servers interleaved, medians shown"
               + ("; QUICK SMOKE RUN (numbers not meaningful)" if args.quick else ""))
 
     # SIGTERM/SIGHUP behave like Ctrl-C: unwind through the finally below.
@@ -674,22 +701,34 @@ def main(argv: list[str]) -> int:
             t0 = time.monotonic()
             preload(srv.port, args.keyspace, args.data_size)
             log(f"  preloaded in {time.monotonic() - t0:.1f}s")
+        # Rounds interleave the servers workload by workload, so a slow spell
+        # of the machine hits them alike; each figure is the median of the
+        # rounds (one run per round and server).
+        runs: dict = {}
+        for round_no in range(1, args.rounds + 1):
+            if args.rounds > 1:
+                log(f"round {round_no} of {args.rounds}")
             for name, test, pipe in WORKLOADS:
                 n = args.requests if pipe == 1 else args.pipelined_requests
-                res, cmdline = run_benchmark(srv.port, test, pipe, n, args)
-                if args.verbose:
-                    log(f"  $ {cmdline}")
-                if res.ok:
-                    log(f"  {name} P{pipe}: {res.rps:,.0f} ops/s  p50 {res.p50:.3f}  "
-                        f"p99 {res.p99:.3f}  p99.9 {res.p999:.3f} ms")
-                else:
-                    log(f"  {name} P{pipe}: FAILED: {res.error}")
-                for w in res.warnings:
-                    log(f"    redis-benchmark: {w}")
-                srv.results[(test, pipe)] = res
-                if srv.proc is not None and srv.proc.poll() is not None:
-                    raise BenchError(f"{srv.label} exited with status {srv.proc.returncode} "
-                                     f"during {name} P{pipe}; log:\n{log_tail(srv)}")
+                for srv in servers:
+                    res, cmdline = run_benchmark(srv.port, test, pipe, n, args)
+                    if args.verbose:
+                        log(f"  $ {cmdline}")
+                    if res.ok:
+                        log(f"  {srv.label} {name} P{pipe}: {res.rps:,.0f} ops/s  "
+                            f"p50 {res.p50:.3f}  p99 {res.p99:.3f}  p99.9 {res.p999:.3f} ms")
+                    else:
+                        log(f"  {srv.label} {name} P{pipe}: FAILED: {res.error}")
+                    for w in res.warnings:
+                        log(f"    redis-benchmark: {w}")
+                    runs.setdefault((srv.key, test, pipe), []).append(res)
+                    if srv.proc is not None and srv.proc.poll() is not None:
+                        raise BenchError(f"{srv.label} exited with status "
+                                         f"{srv.proc.returncode} during {name} P{pipe}; "
+                                         f"log:\n{log_tail(srv)}")
+        for srv in servers:
+            for _, test, pipe in WORKLOADS:
+                srv.results[(test, pipe)] = median_result(runs[(srv.key, test, pipe)])
             # memory after the runs
             mem = info_fields(srv.port, "memory")
             for k in ("used_memory_rss", "used_memory"):

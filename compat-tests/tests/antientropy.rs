@@ -216,3 +216,73 @@ fn with_the_hint_holder_dead_too_anti_entropy_alone_repairs_the_replica() {
             || info_field(cluster.node(1), "anti_entropy_keys_repaired") > 0
     );
 }
+
+#[test]
+fn anti_entropy_moves_keys_no_faster_than_its_key_rate() {
+    const KEYS: usize = 3_000;
+    const RATE: usize = 500;
+    let mut cluster = Cluster::start(
+        3,
+        QUORUM,
+        &[
+            "--q",
+            "64",
+            "--anti-entropy-interval-ms",
+            "100",
+            "--anti-entropy-partitions",
+            "64",
+            "--anti-entropy-max-keys-per-sec",
+            &RATE.to_string(),
+        ],
+    );
+    {
+        let mut a = cluster.node(0).client();
+        let mut pipe = redis::pipe();
+        for i in 0..KEYS {
+            pipe.cmd("SET").arg(format!("k:{i}")).arg(i).ignore();
+        }
+        let () = pipe.query(&mut a).unwrap();
+    }
+    let id = compat_tests::status_of(cluster.node(2))["node_id"].clone();
+    cluster.nodes[2].restart_wiped(&["--node-id", &id]);
+    let keys_on_3 = |cluster: &Cluster| -> usize {
+        compat_tests::status_of(cluster.node(2))["keys"]
+            .parse()
+            .unwrap()
+    };
+    // Samples of node 3's key count; it is refilled by anti-entropy alone
+    // (no client touches the keys), from the two other nodes' exchanges
+    // and its own, each paced at RATE keys/s.
+    let started = Instant::now();
+    let mut samples = vec![(Duration::ZERO, keys_on_3(&cluster))];
+    while samples.last().unwrap().1 < KEYS {
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "rebuilt node holds {} of {KEYS} keys after 90 s",
+            samples.last().unwrap().1
+        );
+        std::thread::sleep(Duration::from_millis(100));
+        samples.push((started.elapsed(), keys_on_3(&cluster)));
+    }
+    // Node 3 is in every exchange that refills it: at most three paced
+    // exchanges at once (one per node), each allowed one step ahead.
+    let allowed = 3 * RATE + 3 * (RATE / 20);
+    let mut fastest = 0;
+    for (i, &(t0, k0)) in samples.iter().enumerate() {
+        if let Some(&(t1, k1)) = samples[i..]
+            .iter()
+            .find(|(t, _)| *t >= t0 + Duration::from_secs(1))
+        {
+            let per_sec = (k1 - k0) as f64 / (t1 - t0).as_secs_f64();
+            fastest = fastest.max(per_sec as usize);
+        }
+    }
+    eprintln!(
+        "{KEYS} keys back in {:?}; fastest second: {fastest} keys/s (allowed {allowed})",
+        samples.last().unwrap().0
+    );
+    assert!(
+        fastest <= allowed,
+        "anti-entropy moved {fastest} keys/s, more than {allowed} allowed at {RATE} keys/s per node"
+    );
+}

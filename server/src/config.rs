@@ -67,6 +67,9 @@ pub struct Config {
     pub anti_entropy_interval_ms: u64,
     /// Most partitions one exchange repairs (its background budget).
     pub anti_entropy_partitions: usize,
+    /// Most keys per second this node's anti-entropy exchanges move, spread
+    /// evenly (0: only the background budget limits them).
+    pub anti_entropy_max_keys_per_sec: u64,
     /// Time between tombstone-collection passes (256 keys each).
     pub tombstone_gc_interval_ms: u64,
     /// Age a key's newest tombstone must reach before it may be collected.
@@ -162,6 +165,7 @@ impl Default for Config {
             fallback_acks_count: true,
             anti_entropy_interval_ms: 10_000,
             anti_entropy_partitions: 16,
+            anti_entropy_max_keys_per_sec: 0,
             tombstone_gc_interval_ms: 5_000,
             tombstone_grace_ms: 60_000,
             background_max_foreground: 64,
@@ -360,6 +364,10 @@ impl Config {
             (
                 "anti-entropy-partitions",
                 self.anti_entropy_partitions.to_string(),
+            ),
+            (
+                "anti-entropy-max-keys-per-sec",
+                self.anti_entropy_max_keys_per_sec.to_string(),
             ),
             (
                 "tombstone-gc-interval-ms",

@@ -184,6 +184,10 @@ fn section_text(state: &ServerState, section: &str, out: &mut String) {
                         "background_latency_factor",
                         &node.config().background_latency_factor,
                     );
+                    line(
+                        "anti_entropy_max_keys_per_sec",
+                        &node.config().anti_entropy_max_keys_per_sec,
+                    );
                     let (last, baseline) = node.foreground_latency_us();
                     line("foreground_latency_us", &last.map_or(0, |v| v as u64));
                     line(

@@ -164,6 +164,7 @@ async fn start_cluster(
         hint_batch: config.hint_batch,
         anti_entropy_interval: Duration::from_millis(config.anti_entropy_interval_ms),
         anti_entropy_partitions: config.anti_entropy_partitions,
+        anti_entropy_max_keys_per_sec: config.anti_entropy_max_keys_per_sec,
         tombstone_gc_interval: Duration::from_millis(config.tombstone_gc_interval_ms),
         tombstone_grace: Duration::from_millis(config.tombstone_grace_ms),
         background_max_foreground: config.background_max_foreground,

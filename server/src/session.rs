@@ -12,6 +12,7 @@ use cluster::{
     runtime::trace::{self, ReplicaCall},
     version::VersionVector,
 };
+use futures_util::{stream::FuturesOrdered, StreamExt};
 use resp::{
     command::{ClientCmd, Hello},
     Command, CommandError, Protocol, Reply,
@@ -71,7 +72,7 @@ impl Session {
 
     /// Handles the requests of one pipelined batch, replies in order.
     ///
-    /// When every request is a data command on one key, the keys are
+    /// On a cluster node, when every request is a data command on one key, the keys are
     /// distinct and no transaction is open, the commands run concurrently:
     /// each may wait for replica round trips, and overlapping them is what
     /// makes pipelining pay off on a cluster. Commands on distinct keys do
@@ -86,7 +87,10 @@ impl Session {
                 (request, parsed)
             })
             .collect();
-        if parsed.len() > 1 && self.queue.is_none() && self.authenticated {
+        // On one node every command finishes without waiting, so running
+        // them in order costs nothing, and skips moving large futures around.
+        let clustered = self.state.coordinator.node().is_some();
+        if clustered && parsed.len() > 1 && self.queue.is_none() && self.authenticated {
             let mut keys = std::collections::HashSet::with_capacity(parsed.len());
             let independent = parsed.iter().all(|(_, (_, p))| {
                 matches!(p, Ok(c) if c.single_key().is_some_and(|k| keys.insert(k.clone())))
@@ -97,23 +101,21 @@ impl Session {
                 let now = now_ms();
                 let state = &self.state;
                 let this = &*self;
-                let runs = parsed
-                    .into_iter()
-                    .filter_map(|(request, (index, command))| {
-                        let command = command.ok()?;
-                        Some(async move {
-                            let started = Instant::now();
-                            let (reply, calls) =
-                                this.traced(commands::execute(state, command, now)).await;
-                            this.measured(index, &request, &reply, started.elapsed(), &calls);
-                            reply
-                        })
+                // FuturesOrdered polls only the commands that were woken
+                // (join_all of a short list polls all of them on every wake),
+                // and gives the replies in request order.
+                let mut runs = FuturesOrdered::new();
+                for (request, (index, command)) in parsed {
+                    let Ok(command) = command else { continue };
+                    runs.push_back(async move {
+                        let started = Instant::now();
+                        let (reply, calls) =
+                            this.traced(commands::execute(state, command, now)).await;
+                        this.measured(index, &request, &reply, started.elapsed(), &calls);
+                        (reply, Flow::Continue)
                     });
-                return futures_util::future::join_all(runs)
-                    .await
-                    .into_iter()
-                    .map(|reply| (reply, Flow::Continue))
-                    .collect();
+                }
+                return runs.collect().await;
             }
         }
         let mut out = Vec::with_capacity(parsed.len());

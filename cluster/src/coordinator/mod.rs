@@ -209,7 +209,9 @@ impl Coordinator {
     /// `get(key)`: every version of the key the read quorum knows.
     pub async fn get(&self, key: &[u8]) -> Result<Siblings, ClusterError> {
         let result = match &self.node {
-            Some(node) => node.get(key).await,
+            // Boxed: the quorum's state is large, and every future that
+            // awaits it would otherwise carry (and move) it inline.
+            Some(node) => Box::pin(node.get(key)).await,
             None => {
                 CoordinatorStats::bump(&self.replica.stats().reads);
                 self.replica.read(key)
@@ -235,7 +237,7 @@ impl Coordinator {
         now_ms: u64,
     ) -> Result<Siblings, ClusterError> {
         match &self.node {
-            Some(node) => node.put(key, write, now_ms).await,
+            Some(node) => Box::pin(node.put(key, write, now_ms)).await,
             None => {
                 let (_, stored) = self.replica.write(key, now_ms, |_| (Some(write), ()))?;
                 Ok(stored.unwrap_or_default())
@@ -252,7 +254,7 @@ impl Coordinator {
         decide: impl FnOnce(&Siblings) -> (Option<Write>, R) + Send,
     ) -> Result<R, ClusterError> {
         match &self.node {
-            Some(node) => node.update(key, now_ms, decide).await,
+            Some(node) => Box::pin(node.update(key, now_ms, decide)).await,
             None => Ok(self.replica.write(key, now_ms, decide)?.0),
         }
     }

@@ -256,8 +256,9 @@ impl Node {
             .filter(|(k, d)| theirs_map.get(k) != Some(d))
             .map(|(k, _)| k.clone())
             .collect();
-        for chunk in pull.chunks(KEYS_PER_STEP) {
-            self.pace().await;
+        let step = self.ae_step();
+        for chunk in pull.chunks(step) {
+            self.pace(chunk.len()).await;
             let request = Request::ReadMany {
                 keys: chunk.to_vec(),
             };
@@ -270,8 +271,8 @@ impl Node {
                 }
             }
         }
-        for chunk in push.chunks(KEYS_PER_STEP) {
-            self.pace().await;
+        for chunk in push.chunks(step) {
+            self.pace(chunk.len()).await;
             let entries: Vec<(Bytes, Siblings)> = chunk
                 .iter()
                 .filter_map(|k| Some((k.clone(), self.replica().read(k).ok()?)))
@@ -288,9 +289,19 @@ impl Node {
         Ok(())
     }
 
-    /// Waits while the node is busy with foreground work (the background
-    /// budget applied inside a long exchange, not only between rounds).
-    async fn pace(&self) {
+    /// Keys per repair step: [`KEYS_PER_STEP`], or less under a key rate
+    /// so that steps stay small and evenly spaced.
+    fn ae_step(&self) -> usize {
+        self.ae_rate().step(KEYS_PER_STEP)
+    }
+
+    /// Waits until a step of `keys` keys may run: its turn under
+    /// `anti-entropy-max-keys-per-sec`, then while the node is busy with
+    /// foreground work (the background budget applied inside a long
+    /// exchange, not only between rounds).
+    async fn pace(&self, keys: usize) {
+        let start = self.ae_rate().book(keys, std::time::Instant::now());
+        tokio::time::sleep_until(start.into()).await;
         for _ in 0..20 {
             if self.background_may_run() {
                 return;

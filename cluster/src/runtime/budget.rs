@@ -1,5 +1,6 @@
-//! Foreground latency as a signal for the background budget (Dynamo
-//! section 6.5: background tasks back off when foreground latency rises).
+//! The background budget's measures (Dynamo section 6.5: background tasks
+//! back off when foreground latency rises): foreground latency against its
+//! baseline ([`LatencyWatch`]) and a fixed key rate ([`KeyRate`]).
 //!
 //! Client requests' latencies are summed per window of [`WINDOW`]. A
 //! window's mean is compared with the baseline: the lowest mean of the
@@ -101,6 +102,50 @@ impl LatencyWatch {
     }
 }
 
+/// A steady pace for background key transfers: at most `keys_per_sec`
+/// keys, spread evenly. Each step of work books its keys and learns when it
+/// may start; steps queue behind each other, so bursts are smoothed into the
+/// rate whatever the caller's step size. Plain data fed the time.
+#[derive(Debug, Clone)]
+pub struct KeyRate {
+    keys_per_sec: u64,
+    /// When the next step may start (`None`: nothing booked yet).
+    next: Option<Instant>,
+}
+
+impl KeyRate {
+    /// A pace of `keys_per_sec` (0: no limit).
+    pub fn new(keys_per_sec: u64) -> KeyRate {
+        KeyRate {
+            keys_per_sec,
+            next: None,
+        }
+    }
+
+    /// Keys one step should move so that steps are about 50 ms of the
+    /// budget apart (at most `max`, at least 1).
+    pub fn step(&self, max: usize) -> usize {
+        if self.keys_per_sec == 0 {
+            return max.max(1);
+        }
+        ((self.keys_per_sec / 20) as usize).clamp(1, max.max(1))
+    }
+
+    /// Books `keys` at `now`; returns when their step may start (`now` when
+    /// the budget has room).
+    pub fn book(&mut self, keys: usize, now: Instant) -> Instant {
+        if self.keys_per_sec == 0 {
+            return now;
+        }
+        // Time not used while idle is not saved up: an idle spell does not
+        // buy a burst later.
+        let start = self.next.map_or(now, |next| next.max(now));
+        let cost = Duration::from_secs_f64(keys as f64 / self.keys_per_sec as f64);
+        self.next = Some(start + cost);
+        start
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,5 +208,32 @@ mod tests {
         window(&mut watch, &mut at, 100, 800);
         assert_eq!(watch.baseline_us(), Some(800.0));
         assert!(!watch.elevated(2.0, at));
+    }
+
+    #[test]
+    fn a_key_rate_spreads_steps_evenly_and_saves_nothing_while_idle() {
+        let t0 = Instant::now();
+        let mut rate = KeyRate::new(1_000);
+        assert_eq!(rate.step(64), 50, "50 ms of a 1,000 keys/s budget");
+        assert_eq!(rate.book(50, t0), t0, "the first step starts at once");
+        // Booked back to back, steps of 50 keys start 50 ms apart.
+        assert_eq!(rate.book(50, t0), t0 + Duration::from_millis(50));
+        assert_eq!(rate.book(50, t0), t0 + Duration::from_millis(100));
+        // The three steps took 150 ms of budget: after an idle second the
+        // next step starts at once, and the one after waits its whole cost.
+        let later = t0 + Duration::from_secs(1);
+        assert_eq!(rate.book(500, later), later);
+        assert_eq!(rate.book(1, later), later + Duration::from_millis(500));
+    }
+
+    #[test]
+    fn a_zero_key_rate_never_waits() {
+        let t0 = Instant::now();
+        let mut rate = KeyRate::new(0);
+        assert_eq!(rate.step(64), 64);
+        for _ in 0..10 {
+            assert_eq!(rate.book(1_000_000, t0), t0);
+        }
+        assert_eq!(KeyRate::new(5).step(64), 1, "at least one key per step");
     }
 }

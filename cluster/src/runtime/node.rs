@@ -92,6 +92,9 @@ pub struct ClusterConfig {
     pub tombstone_grace: Duration,
     /// Most partitions one exchange descends into (its background budget).
     pub anti_entropy_partitions: usize,
+    /// Most keys per second anti-entropy moves (pulled plus pushed) from this
+    /// node's exchanges, spread evenly (0: no limit besides the budget).
+    pub anti_entropy_max_keys_per_sec: u64,
     /// Whether a fallback node's acknowledgement counts toward W (the
     /// paper's and Riak's choice) or only owners' do (Cassandra's).
     pub fallback_acks_count: bool,
@@ -237,6 +240,8 @@ pub struct Node {
     background_ticks: AtomicU64,
     transfer: super::transfer::TransferLocal,
     latency: Mutex<super::budget::LatencyWatch>,
+    /// The pace of anti-entropy's key transfers.
+    ae_rate: Mutex<super::budget::KeyRate>,
 }
 
 /// The replica request rate, sampled for the background budget.
@@ -368,6 +373,7 @@ impl Node {
             m.peer_addr = wanted.peer_addr.clone();
             m.client_addr = wanted.client_addr.clone();
         });
+        let ae_rate = super::budget::KeyRate::new(config.anti_entropy_max_keys_per_sec);
         let node = Node {
             view: RwLock::new(Arc::new(view_of(&state))),
             state: Mutex::new(state),
@@ -387,6 +393,7 @@ impl Node {
             background_ticks: AtomicU64::new(0),
             transfer: super::transfer::TransferLocal::default(),
             latency: Mutex::new(super::budget::LatencyWatch::new(std::time::Instant::now())),
+            ae_rate: Mutex::new(ae_rate),
         };
         node.persist();
         Ok(node)
@@ -1100,6 +1107,11 @@ impl Node {
         }
         CoordinatorStats::bump(&self.replica.stats().background_deferrals);
         false
+    }
+
+    /// The pace of anti-entropy's key transfers.
+    pub(crate) fn ae_rate(&self) -> std::sync::MutexGuard<'_, super::budget::KeyRate> {
+        self.ae_rate.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn foreground_latency_elevated(&self) -> bool {
