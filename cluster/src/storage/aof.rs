@@ -22,10 +22,14 @@
 //!   (as Redis stops accepting writes when its AOF fails). Otherwise a record
 //!   written after a torn one would be lost at the next replay.
 //! - When the log exceeds [`REWRITE_MIN_BYTES`] and twice the live data, it
-//!   is rewritten from the map: a new file with one record per key, synced,
-//!   then renamed over the old one. Writes wait for the rewrite, which takes
-//!   time in proportion to the data. Redis forks for this; here the pause is
-//!   the price of simplicity.
+//!   is rewritten in the background, as Redis's BGREWRITEAOF: the write that
+//!   crosses the line copies the map (writes wait for the copy only), and a
+//!   thread writes the copy to a new file, one record per key, and syncs it.
+//!   Meanwhile writes go on to the old log and are also kept in a rewrite
+//!   buffer; at the end, under the log's lock, the buffer is appended to the
+//!   new file, which is synced and renamed over the old one. A failed
+//!   rewrite leaves the old log, complete, in place. At start a log past
+//!   the line is rewritten before the engine opens.
 //! - Namespaces are engines of their own in subdirectories `ns-<name>`.
 //!
 //! Record: `body length u32 LE | CRC-32 of body u32 LE | body`, where body
@@ -33,8 +37,8 @@
 //!
 //! # Caveats
 //!
-//! - Everything is held in memory, twice while a rewrite runs: the map, and
-//!   the file being written (streamed, not buffered whole).
+//! - Everything is held in memory, twice while a rewrite runs: the map and
+//!   its copy (plus the writes made meanwhile, in the rewrite buffer).
 //! - One process per directory: a `LOCK` file is locked for the engine's
 //!   life.
 
@@ -82,6 +86,8 @@ struct Shared {
     stopping: Mutex<bool>,
     wake: Condvar,
     rewrite_min_bytes: u64,
+    /// The background rewrite's thread, while one runs or until joined.
+    rewriter: Mutex<Option<JoinHandle<()>>>,
     _lock: File,
 }
 
@@ -101,6 +107,10 @@ struct Log {
     unsynced: bool,
     /// A write to the file failed: no more writes are accepted.
     failed: Option<String>,
+    /// While a background rewrite runs: the records appended since its copy
+    /// of the map was taken, to append to the new file before it replaces
+    /// this one.
+    rewrite_buffer: Option<Vec<u8>>,
 }
 
 fn record_len(key: &[u8], value: &[u8]) -> u64 {
@@ -159,15 +169,26 @@ impl AofEngine {
                 bytes: good_len,
                 unsynced: false,
                 failed: None,
+                rewrite_buffer: None,
             }),
             stopping: Mutex::new(false),
             wake: Condvar::new(),
             rewrite_min_bytes,
+            rewriter: Mutex::new(None),
             _lock: lock,
         });
-        {
+        // Nothing else runs yet: a long log is rewritten in place, now.
+        if shared.rewrite_due(&shared.log()) {
+            let started = Instant::now();
+            let (file, bytes) = shared.rewrite_now().map_err(&io)?;
             let mut log = shared.log();
-            shared.maybe_rewrite(&mut log)?;
+            log.writer = BufWriter::with_capacity(WRITE_BUFFER, file);
+            log.bytes = bytes;
+            tracing::info!(
+                bytes,
+                ms = started.elapsed().as_millis() as u64,
+                "append-only log rewritten at start"
+            );
         }
         let flusher = match durability {
             Durability::Periodic { flush_every_ms } => {
@@ -343,6 +364,10 @@ impl Log {
             Ok(()) => {
                 self.bytes += record_len(key, value);
                 self.unsynced = true;
+                if let Some(buffer) = &mut self.rewrite_buffer {
+                    // The record was encoded once already: it cannot fail.
+                    write_record(buffer, op, key, value)?;
+                }
             }
             Err(e) => self.failed = Some(e.to_string()),
         }
@@ -363,6 +388,31 @@ impl Log {
         }
         result
     }
+}
+
+/// A copy of the maps for a background rewrite: metadata, then data.
+type Snapshot = (HashMap<String, Vec<u8>>, BTreeMap<Vec<u8>, Vec<u8>>);
+
+/// Writes one record per entry to a new file at `path` and syncs it;
+/// returns the file and its size.
+fn write_snapshot(
+    path: &Path,
+    meta: &HashMap<String, Vec<u8>>,
+    data: &BTreeMap<Vec<u8>, Vec<u8>>,
+) -> io::Result<(File, u64)> {
+    let mut out = BufWriter::with_capacity(WRITE_BUFFER, File::create(path)?);
+    let mut bytes = 0;
+    for (name, value) in meta {
+        write_record(&mut out, OP_META, name.as_bytes(), value)?;
+        bytes += record_len(name.as_bytes(), value);
+    }
+    for (key, value) in data {
+        write_record(&mut out, OP_PUT, key, value)?;
+        bytes += record_len(key, value);
+    }
+    let file = out.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    Ok((file, bytes))
 }
 
 fn write_record(out: &mut impl Write, op: u8, key: &[u8], value: &[u8]) -> io::Result<()> {
@@ -411,7 +461,7 @@ impl Shared {
     /// Appends a record, applies `change` to the maps, and makes it as
     /// durable as the engine's durability (or `always_sync`) asks.
     fn write(
-        &self,
+        self: &Arc<Self>,
         op: u8,
         key: &[u8],
         value: &[u8],
@@ -427,58 +477,122 @@ impl Shared {
         self.maybe_rewrite(&mut log)
     }
 
-    /// Rewrites the log from the maps when it has grown past the threshold
-    /// and twice the live data.
-    fn maybe_rewrite(&self, log: &mut Log) -> Result<(), StorageError> {
+    /// Whether the log has grown past the threshold and twice the live
+    /// data, with no rewrite running.
+    fn rewrite_due(&self, log: &Log) -> bool {
         // Checked on every write: the size test first, so that the map's lock
         // is only taken once the log is big.
-        if log.bytes <= self.rewrite_min_bytes {
+        log.bytes > self.rewrite_min_bytes
+            && log.rewrite_buffer.is_none()
+            && log.bytes > self.maps().live_bytes.saturating_mul(2)
+    }
+
+    /// Starts a background rewrite when one is due (see the module notes).
+    fn maybe_rewrite(self: &Arc<Self>, log: &mut Log) -> Result<(), StorageError> {
+        if !self.rewrite_due(log) {
             return Ok(());
         }
-        if log.bytes <= self.maps().live_bytes.saturating_mul(2) {
-            return Ok(());
+        let mut rewriter = self.rewriter.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(done) = rewriter.take() {
+            // The previous rewrite ended (its buffer is gone): reap it.
+            let _ = done.join();
         }
-        let started = Instant::now();
-        let before = log.bytes;
-        let (file, bytes) = self.rewrite().map_err(|e| self.io(e))?;
-        log.writer = BufWriter::with_capacity(WRITE_BUFFER, file);
-        log.bytes = bytes;
-        log.unsynced = false;
-        tracing::info!(
-            before,
-            after = bytes,
-            ms = started.elapsed().as_millis() as u64,
-            "append-only log rewritten"
-        );
+        let snapshot = {
+            let maps = self.maps();
+            (maps.meta.clone(), maps.data.clone())
+        };
+        log.rewrite_buffer = Some(Vec::new());
+        let shared = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("aof-rewrite".into())
+            .spawn(move || shared.rewrite_in_background(snapshot));
+        match spawned {
+            Ok(handle) => *rewriter = Some(handle),
+            Err(error) => {
+                log.rewrite_buffer = None;
+                tracing::warn!(%error, "could not start the append-only log rewrite");
+            }
+        }
         Ok(())
     }
 
-    /// Writes every live entry to a new log, syncs it and puts it in place of
-    /// the old one; returns the new file, open for appending, and its size.
-    fn rewrite(&self) -> io::Result<(File, u64)> {
+    /// The rewrite thread: writes the copy, then swaps the files under the
+    /// log's lock. On failure the old log stays in use.
+    fn rewrite_in_background(&self, snapshot: Snapshot) {
+        let started = Instant::now();
         let tmp = self.dir.join(REWRITE_FILE);
-        let mut out = BufWriter::with_capacity(WRITE_BUFFER, File::create(&tmp)?);
-        let mut bytes = 0;
-        {
-            let maps = self.maps();
-            for (name, value) in &maps.meta {
-                write_record(&mut out, OP_META, name.as_bytes(), value)?;
-                bytes += record_len(name.as_bytes(), value);
-            }
-            for (key, value) in &maps.data {
-                write_record(&mut out, OP_PUT, key, value)?;
-                bytes += record_len(key, value);
+        let result = write_snapshot(&tmp, &snapshot.0, &snapshot.1).and_then(|(file, bytes)| {
+            drop(snapshot);
+            let mut log = self.log();
+            let swapped = self.swap_in(&mut log, file, bytes);
+            log.rewrite_buffer = None;
+            swapped
+        });
+        match result {
+            Ok((before, after)) => tracing::info!(
+                before,
+                after,
+                ms = started.elapsed().as_millis() as u64,
+                "append-only log rewritten"
+            ),
+            Err(error) => {
+                let _ = std::fs::remove_file(&tmp);
+                self.log().rewrite_buffer = None;
+                tracing::warn!(dir = %self.dir.display(), %error, "append-only log rewrite failed; the old log stays");
             }
         }
-        out.flush()?;
-        out.get_ref().sync_all()?;
-        drop(out);
+    }
+
+    /// Appends the rewrite buffer to the new file, syncs it and puts it in
+    /// place of the log; returns the log's size before and after.
+    fn swap_in(&self, log: &mut Log, mut file: File, bytes: u64) -> io::Result<(u64, u64)> {
+        if let Some(why) = &log.failed {
+            return Err(io::Error::other(format!("the log failed meanwhile: {why}")));
+        }
+        let buffer = log.rewrite_buffer.take().unwrap_or_default();
+        file.write_all(&buffer)?;
+        file.sync_data()?;
+        drop(file);
+        std::fs::rename(self.dir.join(REWRITE_FILE), self.dir.join(LOG_FILE))?;
+        File::open(&self.dir)?.sync_all()?;
+        let file = OpenOptions::new()
+            .append(true)
+            .open(self.dir.join(LOG_FILE))?;
+        let before = log.bytes;
+        // The old writer's unwritten records are in the buffer, so in the
+        // new file: dropping it only writes them to the replaced file.
+        log.writer = BufWriter::with_capacity(WRITE_BUFFER, file);
+        log.bytes = bytes + buffer.len() as u64;
+        log.unsynced = false;
+        Ok((before, log.bytes))
+    }
+
+    /// Rewrites the log from the maps in the caller's thread (at start).
+    fn rewrite_now(&self) -> io::Result<(File, u64)> {
+        let tmp = self.dir.join(REWRITE_FILE);
+        let (file, bytes) = {
+            let maps = self.maps();
+            write_snapshot(&tmp, &maps.meta, &maps.data)?
+        };
+        drop(file);
         std::fs::rename(&tmp, self.dir.join(LOG_FILE))?;
         File::open(&self.dir)?.sync_all()?;
         let file = OpenOptions::new()
             .append(true)
             .open(self.dir.join(LOG_FILE))?;
         Ok((file, bytes))
+    }
+
+    /// Waits for a running background rewrite to end.
+    fn join_rewriter(&self) {
+        let handle = self
+            .rewriter
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(handle) = handle {
+            let _ = handle.join();
+        }
     }
 
     /// The background flusher of [`Durability::Periodic`].
@@ -532,6 +646,7 @@ impl Drop for AofEngine {
         if let Some(flusher) = self.flusher.take() {
             let _ = flusher.join();
         }
+        self.shared.join_rewriter();
         if let Err(error) = self.shared.log().sync() {
             tracing::warn!(dir = %self.shared.dir.display(), %error, "final sync of the append-only log failed");
         }
@@ -733,6 +848,7 @@ mod tests {
                         .unwrap();
                 }
             }
+            engine.shared.join_rewriter();
             assert!(
                 engine.size_bytes() <= threshold + 2 * 1024,
                 "{}",
@@ -743,6 +859,51 @@ mod tests {
         assert_eq!(engine.count().unwrap(), 10);
         let last = 199u32.to_be_bytes().repeat(16);
         assert_eq!(engine.get(&3u32.to_be_bytes()).unwrap(), Some(last));
+    }
+
+    #[test]
+    fn writes_made_while_a_rewrite_runs_survive_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let threshold = 64 * 1024;
+        let mut expected = BTreeMap::new();
+        {
+            let engine = AofEngine::open_with(dir.path(), PERIODIC, threshold).unwrap();
+            // Many rounds over 50 keys: rewrites start again and again while
+            // the writes (puts, deletes, a clear) go on.
+            for round in 0..400u32 {
+                for key in 0..50u32 {
+                    let key = key.to_be_bytes().to_vec();
+                    if (round + 3) % 7 == 0 && key[3] % 5 == 0 {
+                        engine.delete(&key).unwrap();
+                        expected.remove(&key);
+                    } else {
+                        let value = round.to_be_bytes().repeat(8);
+                        engine.put(&key, &value).unwrap();
+                        expected.insert(key, value);
+                    }
+                }
+                if round == 200 {
+                    engine.clear().unwrap();
+                    expected.clear();
+                }
+            }
+            engine.meta_put("node_id", b"7").unwrap();
+            engine.shared.join_rewriter();
+            assert!(
+                engine.size_bytes() < 400 * 50 * 45,
+                "the log was never rewritten: {} bytes",
+                engine.size_bytes()
+            );
+        }
+        assert!(!dir.path().join(REWRITE_FILE).exists());
+        let engine = AofEngine::open_with(dir.path(), PERIODIC, threshold).unwrap();
+        let stored: BTreeMap<Vec<u8>, Vec<u8>> = engine
+            .scan_from(&[], usize::MAX)
+            .unwrap()
+            .into_iter()
+            .collect();
+        assert_eq!(stored, expected);
+        assert_eq!(engine.meta_get("node_id").unwrap(), Some(b"7".to_vec()));
     }
 
     #[test]
