@@ -665,6 +665,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="seconds one redis-cli --pipe load may take (default 1800)")
     p.add_argument("--timeout", type=float, default=900,
                    help="seconds before one redis-benchmark run counts as failed")
+    p.add_argument("--ae-rate", type=int, default=0,
+                   help="--anti-entropy-max-keys-per-sec of the nodes (default 0: no "
+                        "limit besides the background budget)")
     p.add_argument("--quick", action="store_true",
                    help="small K and -n for a smoke run; the numbers are not meaningful")
     p.add_argument("--markdown", action="store_true",
@@ -697,6 +700,11 @@ def main(argv: list[str]) -> int:
         print(f"error: {', '.join(missing)} not found on PATH; install them with:\n"
               f"    {APT_HINT}", file=sys.stderr)
         return 2
+    if args.ae_rate < 0:
+        print("error: --ae-rate must be 0 or more", file=sys.stderr)
+        return 2
+    if args.ae_rate:
+        AE_ARGS.extend(["--anti-entropy-max-keys-per-sec", str(args.ae_rate)])
     dynamo_bin = (args.bin or default_bin()).resolve()
     if not (dynamo_bin.is_file() and os.access(dynamo_bin, os.X_OK)):
         print(f"error: {dynamo_bin} not found; build it first with:\n"

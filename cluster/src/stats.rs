@@ -23,6 +23,9 @@ pub struct CoordinatorStats {
     pub merges: AtomicU64,
     /// Repairs sent after a read found a replica stale or missing the key.
     pub read_repairs: AtomicU64,
+    /// Reads that asked one more replica after `read-hedge-ms` without R
+    /// answers.
+    pub hedged_reads: AtomicU64,
     /// Writes this node sent to an owner of the key to coordinate.
     pub writes_forwarded: AtomicU64,
     /// Writes this node coordinated for another node.

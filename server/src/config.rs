@@ -49,6 +49,9 @@ pub struct Config {
     pub weight: u32,
     /// How long a coordinator waits for R (or W) replicas.
     pub request_timeout_ms: u64,
+    /// A read still short of R answers after this many ms also asks the
+    /// next replica (0: never).
+    pub read_hedge_ms: u64,
     /// Time between gossip rounds.
     pub gossip_interval_ms: u64,
     /// Share of reads sent to all N replicas instead of R (0.0-1.0); the
@@ -157,6 +160,7 @@ impl Default for Config {
             q: 256,
             weight: 1,
             request_timeout_ms: 1000,
+            read_hedge_ms: 20,
             gossip_interval_ms: 1000,
             read_repair_chance: 0.1,
             max_hints: 1_000_000,
@@ -348,6 +352,7 @@ impl Config {
             ("q", self.q.to_string()),
             ("weight", self.weight.to_string()),
             ("request-timeout-ms", self.request_timeout_ms.to_string()),
+            ("read-hedge-ms", self.read_hedge_ms.to_string()),
             ("gossip-interval-ms", self.gossip_interval_ms.to_string()),
             ("read-repair-chance", self.read_repair_chance.to_string()),
             ("max-hints", self.max_hints.to_string()),

@@ -249,6 +249,7 @@ fn section_text(state: &ServerState, section: &str, out: &mut String) {
             );
             line("replica_merges", &CoordinatorStats::get(&cs.merges));
             line("read_repairs", &CoordinatorStats::get(&cs.read_repairs));
+            line("hedged_reads", &CoordinatorStats::get(&cs.hedged_reads));
             line(
                 "writes_forwarded",
                 &CoordinatorStats::get(&cs.writes_forwarded),

@@ -159,6 +159,7 @@ async fn start_cluster(
         client_addr: format!("{announce}:{}", config.port),
         seeds: config.seeds.clone(),
         request_timeout: Duration::from_millis(config.request_timeout_ms),
+        read_hedge: (config.read_hedge_ms > 0).then(|| Duration::from_millis(config.read_hedge_ms)),
         read_repair_chance: config.read_repair_chance,
         hint_delivery_interval: Duration::from_millis(config.hint_delivery_interval_ms),
         hint_batch: config.hint_batch,

@@ -186,6 +186,26 @@ impl GetFsm {
         out
     }
 
+    /// The read is slow (no reply yet after the hedge delay): ask the next
+    /// target too, so that one stalled replica does not hold the read up
+    /// while another could answer (a hedged request). Whichever R answers
+    /// come first make the reply; the late one still feeds read repair.
+    pub fn on_hedge(&mut self) -> Vec<FsmOutput> {
+        let mut out = Vec::new();
+        if self.finished || self.replied || self.sent >= self.targets.len() {
+            return out;
+        }
+        out.push(FsmOutput::Send {
+            to: self.targets[self.sent],
+            request: Request::Read {
+                key: self.key.clone(),
+            },
+            repair: false,
+        });
+        self.sent += 1;
+        out
+    }
+
     /// The deadline passed: reply if not done yet, and repair with what came.
     pub fn on_timeout(&mut self) -> Vec<FsmOutput> {
         let mut out = Vec::new();
@@ -634,6 +654,47 @@ mod tests {
         assert_eq!(replies(&out).len(), 1);
         assert_eq!(repairs(&out), vec![1]);
         assert!(fsm.is_finished());
+    }
+
+    #[test]
+    fn a_slow_read_asks_the_next_replica_and_replies_with_the_first_r() {
+        let (a, b, c) = (1, 2, 3);
+        let (mut fsm, out) =
+            GetFsm::start_with_fanout(Bytes::from_static(b"k"), vec![a, b, c], 2, 2);
+        assert_eq!(out.len(), 2, "R targets at first");
+        let v1 = state(a, 1, "v1");
+        assert!(replies(&fsm.on_answer(a, ReplicaAnswer::State(v1.clone()))).is_empty());
+        // b is stalled: the hedge asks c.
+        let hedge = fsm.on_hedge();
+        assert!(matches!(
+            hedge.as_slice(),
+            [FsmOutput::Send { to, repair: false, .. }] if *to == c
+        ));
+        let out = fsm.on_answer(c, ReplicaAnswer::State(v1.clone()));
+        match replies(&out)[..] {
+            [Ok(merged)] => assert_eq!(merged, &v1),
+            ref other => panic!("expected one reply, got {other:?}"),
+        }
+        assert!(!fsm.is_finished(), "b's answer is still awaited for repair");
+        // Nothing is left to hedge with, and a replied read hedges no more.
+        assert!(fsm.on_hedge().is_empty());
+        // b answers late and stale: it is repaired, the reply is not repeated.
+        let out = fsm.on_answer(b, ReplicaAnswer::State(Siblings::default()));
+        assert!(replies(&out).is_empty());
+        assert_eq!(repairs(&out), vec![b]);
+        assert!(fsm.is_finished());
+    }
+
+    #[test]
+    fn a_hedge_after_the_reply_or_with_every_target_asked_does_nothing() {
+        let (mut fsm, _) = GetFsm::start(Bytes::from_static(b"k"), vec![1, 2, 3], 2);
+        assert!(fsm.on_hedge().is_empty(), "all three were asked already");
+        let (mut fsm, _) = GetFsm::start_with_fanout(Bytes::from_static(b"k"), vec![1, 2, 3], 2, 2);
+        let v = state(1, 1, "v");
+        fsm.on_answer(1, ReplicaAnswer::State(v.clone()));
+        fsm.on_answer(2, ReplicaAnswer::State(v));
+        assert!(fsm.has_replied());
+        assert!(fsm.on_hedge().is_empty());
     }
 
     #[test]

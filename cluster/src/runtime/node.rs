@@ -66,6 +66,9 @@ pub struct ClusterConfig {
     pub seeds: Vec<String>,
     /// How long a coordinator waits for R or W answers.
     pub request_timeout: Duration,
+    /// A read still short of R answers after this long also asks the next
+    /// replica (`None`: never).
+    pub read_hedge: Option<Duration>,
     /// Share of reads sent to all N replicas (the paper's behaviour) rather
     /// than to R of them; the extra answers feed read repair.
     pub read_repair_chance: f64,
@@ -821,6 +824,17 @@ impl Node {
         let mut calls = trace::active().then(CallTimes::default);
         let timer = tokio::time::sleep_until(deadline);
         tokio::pin!(timer);
+        // One hedge per request, when `read-hedge-ms` is set and the quorum
+        // has not replied by then.
+        let hedge_delay = self
+            .config
+            .read_hedge
+            .filter(|d| *d < self.config.request_timeout);
+        let mut hedge_armed = hedge_delay.is_some();
+        let hedge = tokio::time::sleep_until(
+            tokio::time::Instant::now() + hedge_delay.unwrap_or(self.config.request_timeout),
+        );
+        tokio::pin!(hedge);
         loop {
             while let Some(output) = queue.pop() {
                 match output {
@@ -858,6 +872,14 @@ impl Node {
                         calls.answered(from, &result);
                     }
                     queue.extend(fsm.on_answer(from, answer_of(result)));
+                }
+                _ = &mut hedge, if hedge_armed => {
+                    hedge_armed = false;
+                    let sends = fsm.on_hedge();
+                    if !sends.is_empty() {
+                        CoordinatorStats::bump(&self.replica.stats().hedged_reads);
+                    }
+                    queue.extend(sends);
                 }
                 _ = &mut timer => {
                     queue.extend(fsm.on_timeout());
@@ -1479,6 +1501,15 @@ impl Quorum {
         match self {
             Quorum::Get(f) => f.is_finished(),
             Quorum::Put(f) => f.is_finished(),
+        }
+    }
+
+    /// No reply after the hedge delay. A write already went to every
+    /// target; a read may ask one more.
+    fn on_hedge(&mut self) -> Vec<FsmOutput> {
+        match self {
+            Quorum::Get(f) => f.on_hedge(),
+            Quorum::Put(_) => Vec::new(),
         }
     }
 }
