@@ -157,17 +157,7 @@ fn a_node_rebuilt_on_an_empty_disk_gets_its_partitions_back() {
             "64",
         ],
     );
-    {
-        let mut a = cluster.node(0).client();
-        let mut pipe = redis::pipe();
-        for i in 0..KEYS {
-            pipe.cmd("SET").arg(format!("k:{i}")).arg(i).ignore();
-        }
-        let () = pipe.query(&mut a).unwrap();
-    }
-    let id = compat_tests::status_of(cluster.node(2))["node_id"].clone();
-    // The disk is lost; the node comes back empty under its old member id.
-    cluster.nodes[2].restart_wiped(&["--node-id", &id]);
+    let id = load_then_wipe_node_3(&mut cluster, KEYS);
     let fresh = compat_tests::status_of(cluster.node(2));
     assert_eq!(fresh["node_id"], id);
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -235,16 +225,7 @@ fn anti_entropy_moves_keys_no_faster_than_its_key_rate() {
             &RATE.to_string(),
         ],
     );
-    {
-        let mut a = cluster.node(0).client();
-        let mut pipe = redis::pipe();
-        for i in 0..KEYS {
-            pipe.cmd("SET").arg(format!("k:{i}")).arg(i).ignore();
-        }
-        let () = pipe.query(&mut a).unwrap();
-    }
-    let id = compat_tests::status_of(cluster.node(2))["node_id"].clone();
-    cluster.nodes[2].restart_wiped(&["--node-id", &id]);
+    load_then_wipe_node_3(&mut cluster, KEYS);
     let keys_on_3 = |cluster: &Cluster| -> usize {
         compat_tests::status_of(cluster.node(2))["keys"]
             .parse()
@@ -285,4 +266,19 @@ fn anti_entropy_moves_keys_no_faster_than_its_key_rate() {
         fastest <= allowed,
         "anti-entropy moved {fastest} keys/s, more than {allowed} allowed at {RATE} keys/s per node"
     );
+}
+
+/// Writes `keys` keys `k:i` through node 1, then wipes node 3's disk and
+/// restarts it empty under its old member id; returns that id.
+fn load_then_wipe_node_3(cluster: &mut Cluster, keys: usize) -> String {
+    let mut a = cluster.node(0).client();
+    let mut pipe = redis::pipe();
+    for i in 0..keys {
+        pipe.cmd("SET").arg(format!("k:{i}")).arg(i).ignore();
+    }
+    let () = pipe.query(&mut a).unwrap();
+    let id = compat_tests::status_of(cluster.node(2))["node_id"].clone();
+    // The disk is lost; the node comes back empty under its old member id.
+    cluster.nodes[2].restart_wiped(&["--node-id", &id]);
+    id
 }

@@ -157,17 +157,8 @@ impl GetFsm {
             }
             ReplicaAnswer::Stored | ReplicaAnswer::Failed => {
                 self.answered.push((from, None));
-                if !self.replied && self.sent < self.targets.len() {
-                    // Ask the next target in place of the failed one.
-                    out.push(FsmOutput::Send {
-                        to: self.targets[self.sent],
-                        request: Request::Read {
-                            key: self.key.clone(),
-                        },
-                        repair: false,
-                    });
-                    self.sent += 1;
-                }
+                // Ask the next target in place of the failed one.
+                self.ask_next(&mut out);
             }
         }
         let ok = self.successes();
@@ -192,8 +183,16 @@ impl GetFsm {
     /// come first make the reply; the late one still feeds read repair.
     pub fn on_hedge(&mut self) -> Vec<FsmOutput> {
         let mut out = Vec::new();
-        if self.finished || self.replied || self.sent >= self.targets.len() {
-            return out;
+        if !self.finished {
+            self.ask_next(&mut out);
+        }
+        out
+    }
+
+    /// Asks the next target not asked yet, if the read still needs answers.
+    fn ask_next(&mut self, out: &mut Vec<FsmOutput>) {
+        if self.replied || self.sent >= self.targets.len() {
+            return;
         }
         out.push(FsmOutput::Send {
             to: self.targets[self.sent],
@@ -203,7 +202,6 @@ impl GetFsm {
             repair: false,
         });
         self.sent += 1;
-        out
     }
 
     /// The deadline passed: reply if not done yet, and repair with what came.

@@ -553,11 +553,7 @@ impl Shared {
         file.write_all(&buffer)?;
         file.sync_data()?;
         drop(file);
-        std::fs::rename(self.dir.join(REWRITE_FILE), self.dir.join(LOG_FILE))?;
-        File::open(&self.dir)?.sync_all()?;
-        let file = OpenOptions::new()
-            .append(true)
-            .open(self.dir.join(LOG_FILE))?;
+        let file = self.install_rewritten()?;
         let before = log.bytes;
         // The old writer's unwritten records are in the buffer, so in the
         // new file: dropping it only writes them to the replaced file.
@@ -575,12 +571,17 @@ impl Shared {
             write_snapshot(&tmp, &maps.meta, &maps.data)?
         };
         drop(file);
-        std::fs::rename(&tmp, self.dir.join(LOG_FILE))?;
+        Ok((self.install_rewritten()?, bytes))
+    }
+
+    /// Renames the synced rewrite file over the log, syncs the directory
+    /// (so the rename survives a crash) and opens the new log for appending.
+    fn install_rewritten(&self) -> io::Result<File> {
+        std::fs::rename(self.dir.join(REWRITE_FILE), self.dir.join(LOG_FILE))?;
         File::open(&self.dir)?.sync_all()?;
-        let file = OpenOptions::new()
+        OpenOptions::new()
             .append(true)
-            .open(self.dir.join(LOG_FILE))?;
-        Ok((file, bytes))
+            .open(self.dir.join(LOG_FILE))
     }
 
     /// Waits for a running background rewrite to end.
