@@ -413,3 +413,59 @@ fn a_node_from_another_cluster_is_refused() {
     );
     assert!(error.contains("refused"), "{error}");
 }
+
+/// Reads through node 1 with node 3 frozen (SIGSTOP: its sockets stay open
+/// and nothing answers), before anyone has marked it down; `hedge_ms` is
+/// `read-hedge-ms`. Returns (reads answered with the value, node 1's INFO
+/// `hedged_reads`).
+fn reads_with_a_frozen_replica(hedge_ms: &str) -> (usize, u64) {
+    const KEYS: usize = 30;
+    let cluster = Cluster::start(
+        3,
+        QUORUM,
+        &[
+            "--read-hedge-ms",
+            hedge_ms,
+            "--request-timeout-ms",
+            "3000",
+            "--read-repair-chance",
+            "0",
+        ],
+    );
+    let mut a = cluster.node(0).client();
+    for i in 0..KEYS {
+        let _: () = q(&mut a, &["SET", &format!("h:{i}"), &format!("v{i}")]);
+    }
+    let frozen = cluster.node(2).pid().to_string();
+    let stop = std::process::Command::new("kill")
+        .args(["-STOP", &frozen])
+        .status();
+    assert!(stop.is_ok_and(|s| s.success()), "kill -STOP failed");
+    let mut answered = 0;
+    for i in 0..KEYS {
+        let reply: redis::RedisResult<Option<String>> =
+            redis::cmd("GET").arg(format!("h:{i}")).query(&mut a);
+        if reply.ok().flatten() == Some(format!("v{i}")) {
+            answered += 1;
+        }
+    }
+    let _ = std::process::Command::new("kill")
+        .args(["-CONT", &frozen])
+        .status();
+    (
+        answered,
+        compat_tests::info_field(cluster.node(0), "hedged_reads"),
+    )
+}
+
+#[test]
+fn a_frozen_replica_does_not_fail_reads_that_hedge() {
+    let (answered, hedged) = reads_with_a_frozen_replica("20");
+    assert_eq!(answered, 30, "every read answered from node 1 and node 2");
+    assert!(hedged > 0, "no read hedged although node 3 answered none");
+    // Without hedging, the reads that asked node 3 wait out the timeout and
+    // fail (until node 3 is marked down): the test above is not vacuous.
+    let (answered, hedged) = reads_with_a_frozen_replica("0");
+    assert!(answered < 30, "every read answered without hedging");
+    assert_eq!(hedged, 0);
+}

@@ -72,13 +72,13 @@ impl Session {
 
     /// Handles the requests of one pipelined batch, replies in order.
     ///
-    /// On a cluster node, when every request is a data command on one key, the keys are
-    /// distinct and no transaction is open, the commands run concurrently:
-    /// each may wait for replica round trips, and overlapping them is what
-    /// makes pipelining pay off on a cluster. Commands on distinct keys do
-    /// not observe each other, so the replies are those of running them one
-    /// by one (Dynamo orders nothing across keys). Anything else runs in
-    /// order, one at a time.
+    /// On a cluster node, when every request is a data command on one key,
+    /// the keys are distinct and no transaction is open, the commands run
+    /// concurrently: each may wait for replica round trips, and overlapping
+    /// them is what makes pipelining pay off on a cluster. Commands on
+    /// distinct keys do not observe each other, so the replies are those of
+    /// running them one by one (Dynamo orders nothing across keys). Anything
+    /// else, and every batch on a single node, runs in order, one at a time.
     pub async fn handle_batch(&mut self, requests: Vec<Vec<Bytes>>) -> Vec<(Reply, Flow)> {
         let parsed: Vec<(Vec<Bytes>, Parsed)> = requests
             .into_iter()

@@ -817,24 +817,22 @@ impl Node {
         mut fsm: Quorum,
         first: Vec<FsmOutput>,
     ) -> Result<Siblings, ClusterError> {
-        let deadline = tokio::time::Instant::now() + self.config.request_timeout;
+        let started = tokio::time::Instant::now();
+        let deadline = started + self.config.request_timeout;
         let mut inflight = FuturesUnordered::new();
         let mut reply = None;
         let mut queue = first;
         let mut calls = trace::active().then(CallTimes::default);
-        let timer = tokio::time::sleep_until(deadline);
-        tokio::pin!(timer);
-        // One hedge per request, when `read-hedge-ms` is set and the quorum
-        // has not replied by then.
-        let hedge_delay = self
+        // A read with `read-hedge-ms` set may hedge once: the one timer
+        // fires first at the hedge time, then is moved to the deadline.
+        let hedge_at = self
             .config
             .read_hedge
-            .filter(|d| *d < self.config.request_timeout);
-        let mut hedge_armed = hedge_delay.is_some();
-        let hedge = tokio::time::sleep_until(
-            tokio::time::Instant::now() + hedge_delay.unwrap_or(self.config.request_timeout),
-        );
-        tokio::pin!(hedge);
+            .filter(|d| matches!(fsm, Quorum::Get(_)) && *d < self.config.request_timeout)
+            .map(|d| started + d);
+        let mut hedge_pending = hedge_at.is_some();
+        let timer = tokio::time::sleep_until(hedge_at.unwrap_or(deadline));
+        tokio::pin!(timer);
         loop {
             while let Some(output) = queue.pop() {
                 match output {
@@ -873,16 +871,18 @@ impl Node {
                     }
                     queue.extend(fsm.on_answer(from, answer_of(result)));
                 }
-                _ = &mut hedge, if hedge_armed => {
-                    hedge_armed = false;
-                    let sends = fsm.on_hedge();
-                    if !sends.is_empty() {
-                        CoordinatorStats::bump(&self.replica.stats().hedged_reads);
-                    }
-                    queue.extend(sends);
-                }
                 _ = &mut timer => {
-                    queue.extend(fsm.on_timeout());
+                    if hedge_pending {
+                        hedge_pending = false;
+                        timer.as_mut().reset(deadline);
+                        let sends = fsm.on_hedge();
+                        if !sends.is_empty() {
+                            CoordinatorStats::bump(&self.replica.stats().hedged_reads);
+                        }
+                        queue.extend(sends);
+                    } else {
+                        queue.extend(fsm.on_timeout());
+                    }
                 }
             }
         }

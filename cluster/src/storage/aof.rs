@@ -553,7 +553,16 @@ impl Shared {
         file.write_all(&buffer)?;
         file.sync_data()?;
         drop(file);
-        let file = self.install_rewritten()?;
+        let file = match self.install_rewritten() {
+            Ok(file) => file,
+            Err(error) => {
+                // The rename may have happened: the writer's file may no
+                // longer be the log a restart replays, so a later write
+                // could be lost. Refuse writes, as after a failed append.
+                log.failed = Some(format!("installing the rewritten log: {error}"));
+                return Err(error);
+            }
+        };
         let before = log.bytes;
         // The old writer's unwritten records are in the buffer, so in the
         // new file: dropping it only writes them to the replaced file.
