@@ -99,6 +99,10 @@ impl Session {
                 let stats = &self.state.stats.commands_processed;
                 stats.fetch_add(parsed.len() as u64, Ordering::Relaxed);
                 let now = now_ms();
+                let parsed = match self.run_together(parsed, now).await {
+                    Ok(replies) => return replies,
+                    Err(parsed) => parsed,
+                };
                 let state = &self.state;
                 let this = &*self;
                 // FuturesOrdered polls only the commands that were woken
@@ -136,8 +140,54 @@ impl Session {
         out
     }
 
+    /// A batch of only GETs, or only plain SETs, runs as one: the quorums
+    /// of all its keys send their messages to each replica together (see
+    /// `cluster::runtime::driver`). Any other batch is handed back.
+    async fn run_together(
+        &self,
+        parsed: Vec<(Vec<Bytes>, Parsed)>,
+        now: u64,
+    ) -> Result<Vec<(Reply, Flow)>, Vec<(Vec<Bytes>, Parsed)>> {
+        let all_gets = parsed
+            .iter()
+            .all(|(_, (_, p))| matches!(p, Ok(Command::Get(_))));
+        let all_sets = parsed
+            .iter()
+            .all(|(_, (_, p))| matches!(p, Ok(Command::Set(cmd)) if cmd.is_plain()));
+        if !all_gets && !all_sets {
+            return Err(parsed);
+        }
+        let mut requests = Vec::with_capacity(parsed.len());
+        let mut keys = Vec::new();
+        let mut sets = Vec::new();
+        for (request, (index, command)) in parsed {
+            match command {
+                Ok(Command::Get(key)) => keys.push(key),
+                Ok(Command::Set(cmd)) => sets.push(cmd),
+                _ => unreachable!("checked above"),
+            }
+            requests.push((request, index));
+        }
+        let started = Instant::now();
+        let state = &self.state;
+        let (replies, calls) = if all_gets {
+            self.traced(commands::get_many(state, &keys, now)).await
+        } else {
+            self.traced(commands::set_many(state, sets, now)).await
+        };
+        let elapsed = started.elapsed();
+        Ok(requests
+            .into_iter()
+            .zip(replies)
+            .map(|((request, index), reply)| {
+                self.measured(index, &request, &reply, elapsed, &calls);
+                (reply, Flow::Continue)
+            })
+            .collect())
+    }
+
     /// Runs a data command, with per-replica timing when the slow log is on.
-    async fn traced(&self, run: impl Future<Output = Reply>) -> (Reply, Vec<ReplicaCall>) {
+    async fn traced<T>(&self, run: impl Future<Output = T>) -> (T, Vec<ReplicaCall>) {
         if self.tracing() {
             trace::traced(run).await
         } else {

@@ -223,6 +223,26 @@ impl Coordinator {
         result
     }
 
+    /// `get(key)` of several keys (pipelined GETs, MGET): on a cluster the
+    /// quorum reads run together, their messages to each replica batched.
+    /// Results in the order of `keys`.
+    pub async fn get_many(&self, keys: &[Bytes]) -> Vec<Result<Siblings, ClusterError>> {
+        let results = match &self.node {
+            Some(node) => Box::pin(node.get_many(keys)).await,
+            None => keys
+                .iter()
+                .map(|key| {
+                    CoordinatorStats::bump(&self.replica.stats().reads);
+                    self.replica.read(key)
+                })
+                .collect(),
+        };
+        for siblings in results.iter().flatten() {
+            self.replica.stats().record_read(siblings.len());
+        }
+        results
+    }
+
     /// This node's own stored versions of `key` (no quorum).
     pub fn local_get(&self, key: &[u8]) -> Result<Siblings, ClusterError> {
         self.replica.read(key)
@@ -242,6 +262,26 @@ impl Coordinator {
                 let (_, stored) = self.replica.write(key, now_ms, |_| (Some(write), ()))?;
                 Ok(stored.unwrap_or_default())
             }
+        }
+    }
+
+    /// `put` of several keys (pipelined SETs, MSET): on a cluster the
+    /// replications run together, their messages to each replica batched.
+    /// Results in the order of `writes`.
+    pub async fn put_many(
+        &self,
+        writes: Vec<(Bytes, Write)>,
+        now_ms: u64,
+    ) -> Vec<Result<Siblings, ClusterError>> {
+        match &self.node {
+            Some(node) => Box::pin(node.put_many(writes, now_ms)).await,
+            None => writes
+                .into_iter()
+                .map(|(key, write)| {
+                    let (_, stored) = self.replica.write(&key, now_ms, |_| (Some(write), ()))?;
+                    Ok(stored.unwrap_or_default())
+                })
+                .collect(),
         }
     }
 

@@ -19,16 +19,16 @@ use std::{
 };
 
 use bytes::Bytes;
-use futures_util::{stream::FuturesUnordered, StreamExt};
 use tracing::{debug, info, warn};
 
 use super::{
+    driver::Quorum,
     trace::{self, CallOutcome},
     transport::{Handled, PeerHandler, PeerPool, TransportError},
 };
 use crate::{
     coordinator::{
-        fsm::{AckGroup, FsmOutput, GetFsm, PutFsm, ReplicaAnswer, WriteTarget},
+        fsm::{AckGroup, FsmOutput, GetFsm, PutFsm, WriteTarget},
         ClusterError, Write,
     },
     handoff::{Hint, HintStore},
@@ -38,7 +38,7 @@ use crate::{
     ring::Ring,
     stats::CoordinatorStats,
     version::{NodeId, Payload, Siblings},
-    wire::{RemoteError, RemoteWrite, Request, Response},
+    wire::{RemoteError, RemoteWrite, Request, Response, MAX_BATCH_REPLY_BYTES},
 };
 
 /// How a node takes part in the cluster.
@@ -254,18 +254,20 @@ struct LoadSample {
     rate: f64,
 }
 
-/// Counts a client request as in flight while it lives, and records its
-/// latency when it ends (the background budget watches both).
+/// Counts client requests as in flight while it lives, and records their
+/// latency when they end (the background budget watches both).
 struct Foreground<'a> {
     node: &'a Node,
+    requests: usize,
     started: std::time::Instant,
 }
 
 impl<'a> Foreground<'a> {
-    fn enter(node: &'a Node) -> Foreground<'a> {
-        node.foreground.fetch_add(1, Ordering::Relaxed);
+    fn enter(node: &'a Node, requests: usize) -> Foreground<'a> {
+        node.foreground.fetch_add(requests, Ordering::Relaxed);
         Foreground {
             node,
+            requests,
             started: std::time::Instant::now(),
         }
     }
@@ -273,43 +275,15 @@ impl<'a> Foreground<'a> {
 
 impl Drop for Foreground<'_> {
     fn drop(&mut self) {
-        self.node.foreground.fetch_sub(1, Ordering::Relaxed);
+        self.node
+            .foreground
+            .fetch_sub(self.requests, Ordering::Relaxed);
         let now = std::time::Instant::now();
         self.node
             .latency
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .record(now - self.started, now);
-    }
-}
-
-/// When each replica of a traced request was asked, until it answers.
-#[derive(Default)]
-struct CallTimes {
-    waiting: Vec<(NodeId, std::time::Instant)>,
-}
-
-impl CallTimes {
-    fn sent(&mut self, to: NodeId, at: std::time::Instant) {
-        self.waiting.push((to, at));
-    }
-
-    fn answered(&mut self, from: NodeId, result: &Result<Response, TransportError>) {
-        if let Some(i) = self.waiting.iter().position(|(n, _)| *n == from) {
-            let (_, at) = self.waiting.swap_remove(i);
-            let outcome = match result {
-                Ok(Response::Failed(_)) | Err(_) => CallOutcome::Failed,
-                Ok(_) => CallOutcome::Answered,
-            };
-            trace::record(from, at.elapsed(), outcome);
-        }
-    }
-
-    /// The request is answered: whoever is still silent is noted as such.
-    fn unanswered(self) {
-        for (node, at) in self.waiting {
-            trace::record(node, at.elapsed(), CallOutcome::NoAnswer);
-        }
     }
 }
 
@@ -567,7 +541,7 @@ impl Node {
 
     /// Like [`Node::call`] with no deadline of its own: for the quorum
     /// driver, whose single deadline bounds every call it makes.
-    async fn call_in_quorum(
+    pub(super) async fn call_in_quorum(
         &self,
         node: NodeId,
         request: Request,
@@ -598,8 +572,49 @@ impl Node {
 
     /// `get(key)`: the merged sibling set of R replicas.
     pub async fn get(self: &Arc<Self>, key: &[u8]) -> Result<Siblings, ClusterError> {
-        let _foreground = Foreground::enter(self);
-        CoordinatorStats::bump(&self.replica.stats().reads);
+        let key = Bytes::copy_from_slice(key);
+        let mut results = self.get_many(std::slice::from_ref(&key)).await;
+        results.pop().expect("one result per key")
+    }
+
+    /// `get(key)` of several keys at once (pipelined GETs, MGET): one quorum
+    /// read per key, their messages to each replica batched (see
+    /// [`super::driver`]). Results in the order of `keys`.
+    pub async fn get_many(self: &Arc<Self>, keys: &[Bytes]) -> Vec<Result<Siblings, ClusterError>> {
+        let _foreground = Foreground::enter(self, keys.len());
+        let stats = self.replica.stats();
+        stats.reads.fetch_add(keys.len() as u64, Ordering::Relaxed);
+        let mut results: Vec<Option<Result<Siblings, ClusterError>>> =
+            (0..keys.len()).map(|_| None).collect();
+        let mut quorums = Vec::new();
+        let mut members = Vec::new();
+        for (i, key) in keys.iter().enumerate() {
+            match self.read_quorum(key) {
+                Ok(start) => {
+                    quorums.push(start);
+                    members.push(i);
+                }
+                Err(local) => results[i] = Some(local),
+            }
+        }
+        if !quorums.is_empty() {
+            let replies = self.drive_all(quorums).await;
+            for (i, reply) in members.into_iter().zip(replies) {
+                results[i] = Some(reply);
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.expect("every key answered"))
+            .collect()
+    }
+
+    /// The quorum read of `key`, or its answer when no other replica needs
+    /// asking (a key only this node holds, with R = 1).
+    fn read_quorum(
+        &self,
+        key: &Bytes,
+    ) -> Result<(Quorum, Vec<FsmOutput>), Result<Siblings, ClusterError>> {
         let plan = self.plan(key);
         // A fallback holds only what was handed to it while an owner was
         // down: when its acknowledgements do not count toward W, its
@@ -616,7 +631,7 @@ impl Node {
         };
         let r = self.quorum(self.config.r, &plan);
         if targets == [self.me] && r <= 1 {
-            return self.replica.read(key);
+            return Err(self.replica.read(key));
         }
         // Our own replica answers without a network round trip: ask it first.
         if let Some(i) = targets.iter().position(|n| *n == self.me) {
@@ -633,9 +648,8 @@ impl Node {
             .filter(|t| t.hint_for.is_some())
             .map(|t| t.node)
             .collect();
-        let (fsm, out) = GetFsm::start_with_fanout(Bytes::copy_from_slice(key), targets, r, fanout);
-        let fsm = fsm.without_repair_to(fallbacks);
-        self.drive(Quorum::Get(fsm), out).await
+        let (fsm, out) = GetFsm::start_with_fanout(key.clone(), targets, r, fanout);
+        Ok((Quorum::Get(fsm.without_repair_to(fallbacks)), out))
     }
 
     /// Writes `write` to `key`: coordinated here when this node is an owner,
@@ -646,14 +660,61 @@ impl Node {
         write: Write,
         now_ms: u64,
     ) -> Result<Siblings, ClusterError> {
-        let _foreground = Foreground::enter(self);
-        let plan = self.write_plan(key);
-        if plan.is_owner(self.me) {
-            let (_, stored) = self.replica.write(key, now_ms, |_| (Some(write), ()))?;
-            let stored = stored.expect("a write was decided");
-            return self.replicate(key, stored, &plan).await;
+        let mut results = self
+            .put_many(vec![(Bytes::copy_from_slice(key), write)], now_ms)
+            .await;
+        results.pop().expect("one result per write")
+    }
+
+    /// [`Node::put`] of several keys at once (pipelined SETs, MSET): the
+    /// writes this node coordinates replicate with their messages to each
+    /// replica batched; the others are forwarded to an owner concurrently.
+    /// Results in the order of `writes`.
+    pub async fn put_many(
+        self: &Arc<Self>,
+        writes: Vec<(Bytes, Write)>,
+        now_ms: u64,
+    ) -> Vec<Result<Siblings, ClusterError>> {
+        let _foreground = Foreground::enter(self, writes.len());
+        let mut results: Vec<Option<Result<Siblings, ClusterError>>> =
+            (0..writes.len()).map(|_| None).collect();
+        let mut quorums = Vec::new();
+        let mut members = Vec::new();
+        let mut forwards = Vec::new();
+        for (i, (key, write)) in writes.into_iter().enumerate() {
+            let plan = self.write_plan(&key);
+            if !plan.is_owner(self.me) {
+                forwards.push((i, key, write, plan));
+                continue;
+            }
+            let stored = self
+                .replica
+                .write(&key, now_ms, |_| (Some(write), ()))
+                .map(|(_, stored)| stored.expect("a write was decided"));
+            match stored.map(|stored| self.replication(key, stored, &plan)) {
+                Ok(Ok(start)) => {
+                    quorums.push(start);
+                    members.push(i);
+                }
+                Ok(Err(done)) => results[i] = Some(Ok(done)),
+                Err(error) => results[i] = Some(Err(error)),
+            }
         }
-        self.forward(key, write, &plan).await
+        let forwarded = futures_util::future::join_all(forwards.into_iter().map(
+            |(i, key, write, plan)| async move { (i, self.forward(&key, write, &plan).await) },
+        ));
+        let (replies, forwarded) = if quorums.is_empty() {
+            (Vec::new(), forwarded.await)
+        } else {
+            futures_util::future::join(self.drive_all(quorums), forwarded).await
+        };
+        for (i, reply) in members.into_iter().zip(replies).chain(forwarded) {
+            results[i] = Some(reply);
+        }
+        results
+            .into_iter()
+            .map(|r| r.expect("every write answered"))
+            .collect()
     }
 
     /// Read-modify-write: `decide` sees a quorum read (on an owner, merged
@@ -666,7 +727,7 @@ impl Node {
         now_ms: u64,
         decide: impl FnOnce(&Siblings) -> (Option<Write>, R) + Send,
     ) -> Result<R, ClusterError> {
-        let _foreground = Foreground::enter(self);
+        let _foreground = Foreground::enter(self, 1);
         let plan = self.write_plan(key);
         if plan.is_owner(self.me) {
             // A quorum read first (R + W > N: it sees every acknowledged
@@ -677,7 +738,8 @@ impl Node {
             }
             let (result, stored) = self.replica.write(key, now_ms, decide)?;
             if let Some(stored) = stored {
-                self.replicate(key, stored, &plan).await?;
+                self.replicate(Bytes::copy_from_slice(key), stored, &plan)
+                    .await?;
             }
             return Ok(result);
         }
@@ -689,14 +751,33 @@ impl Node {
         Ok(result)
     }
 
+    /// Replicates a write this node stored; the key's state once W acked.
     async fn replicate(
         self: &Arc<Self>,
-        key: &[u8],
+        key: Bytes,
         stored: Siblings,
         plan: &Plan,
     ) -> Result<Siblings, ClusterError> {
+        match self.replication(key, stored, plan) {
+            Ok(start) => {
+                let mut replies = self.drive_all(vec![start]).await;
+                replies.pop().expect("one reply")
+            }
+            Err(done) => Ok(done),
+        }
+    }
+
+    /// The replication of a write this node stored (`stored`, its state of
+    /// the key afterwards) to the other targets of `plan`, or that state
+    /// when nobody else needs it.
+    fn replication(
+        &self,
+        key: Bytes,
+        stored: Siblings,
+        plan: &Plan,
+    ) -> Result<(Quorum, Vec<FsmOutput>), Siblings> {
         for &owner in &plan.orphans {
-            self.hold_hint(owner, key, &stored);
+            self.hold_hint(owner, &key, &stored);
         }
         let others: Vec<WriteTarget> = plan
             .targets
@@ -705,7 +786,7 @@ impl Node {
             .filter(|t| t.node != self.me)
             .collect();
         if others.is_empty() && self.quorum(self.config.w, plan) <= 1 && plan.groups.is_empty() {
-            return Ok(stored);
+            return Err(stored);
         }
         // A ring with fewer than W nodes has fewer replicas of the key than
         // W: its group needs all of them (R and W are capped the same way).
@@ -727,18 +808,18 @@ impl Node {
                 .collect()
         };
         let (fsm, out) = PutFsm::start_grouped(
-            Bytes::copy_from_slice(key),
+            key,
             stored,
             others,
             self.config.w,
             self.config.fallback_acks_count,
             groups,
         );
-        self.drive(Quorum::Put(fsm), out).await
+        Ok((Quorum::Put(fsm), out))
     }
 
     /// Keeps a hint here for `owner`, which did not get this write.
-    fn hold_hint(&self, owner: NodeId, key: &[u8], siblings: &Siblings) {
+    pub(super) fn hold_hint(&self, owner: NodeId, key: &[u8], siblings: &Siblings) {
         if owner == self.me {
             return;
         }
@@ -810,141 +891,7 @@ impl Node {
         nodes
     }
 
-    /// Runs a quorum state machine until it replies; answers that arrive
-    /// later are collected on a background task (read repair).
-    async fn drive(
-        self: &Arc<Self>,
-        mut fsm: Quorum,
-        first: Vec<FsmOutput>,
-    ) -> Result<Siblings, ClusterError> {
-        let started = tokio::time::Instant::now();
-        let deadline = started + self.config.request_timeout;
-        let mut inflight = FuturesUnordered::new();
-        let mut reply = None;
-        let mut queue = first;
-        let mut calls = trace::active().then(CallTimes::default);
-        // A read with `read-hedge-ms` set may hedge once: the one timer
-        // fires first at the hedge time, then is moved to the deadline.
-        let hedge_at = self
-            .config
-            .read_hedge
-            .filter(|d| matches!(fsm, Quorum::Get(_)) && *d < self.config.request_timeout)
-            .map(|d| started + d);
-        let mut hedge_pending = hedge_at.is_some();
-        let timer = tokio::time::sleep_until(hedge_at.unwrap_or(deadline));
-        tokio::pin!(timer);
-        loop {
-            while let Some(output) = queue.pop() {
-                match output {
-                    FsmOutput::Reply(result) => reply = Some(result),
-                    FsmOutput::Send {
-                        to,
-                        request,
-                        repair,
-                        ..
-                    } if repair => self.send_repair(to, request),
-                    FsmOutput::Send { to, request, .. } if to == self.me => {
-                        let started = std::time::Instant::now();
-                        let answer: Result<Response, TransportError> = Ok(self.handle_now(request));
-                        if let Some(calls) = &mut calls {
-                            calls.sent(to, started);
-                            calls.answered(to, &answer);
-                        }
-                        queue.extend(fsm.on_answer(to, answer_of(answer)));
-                    }
-                    FsmOutput::Send { to, request, .. } => {
-                        if let Some(calls) = &mut calls {
-                            calls.sent(to, std::time::Instant::now());
-                        }
-                        let node = self.clone();
-                        inflight.push(async move { (to, node.call_in_quorum(to, request).await) });
-                    }
-                }
-            }
-            if reply.is_some() || fsm.is_finished() {
-                break;
-            }
-            tokio::select! {
-                Some((from, result)) = inflight.next() => {
-                    if let Some(calls) = &mut calls {
-                        calls.answered(from, &result);
-                    }
-                    queue.extend(fsm.on_answer(from, answer_of(result)));
-                }
-                _ = &mut timer => {
-                    if hedge_pending {
-                        hedge_pending = false;
-                        timer.as_mut().reset(deadline);
-                        let sends = fsm.on_hedge();
-                        if !sends.is_empty() {
-                            CoordinatorStats::bump(&self.replica.stats().hedged_reads);
-                        }
-                        queue.extend(sends);
-                    } else {
-                        queue.extend(fsm.on_timeout());
-                    }
-                }
-            }
-        }
-        if let Some(calls) = calls {
-            calls.unanswered();
-        }
-        if fsm.is_finished() {
-            self.finished(&fsm);
-        } else if !inflight.is_empty() {
-            let node = self.clone();
-            tokio::spawn(async move { node.finish(fsm, inflight, deadline).await });
-        } else {
-            // Nothing more can arrive: settle it now.
-            for output in fsm.on_timeout() {
-                if let FsmOutput::Send { to, request, .. } = output {
-                    self.send_repair(to, request);
-                }
-            }
-            self.finished(&fsm);
-        }
-        let result = reply.unwrap_or(Err(ClusterError::Unavailable { needed: 0, got: 0 }));
-        if matches!(result, Err(ClusterError::Unavailable { .. })) {
-            CoordinatorStats::bump(&self.replica.stats().quorum_failures);
-        }
-        result
-    }
-
-    async fn finish<S>(
-        self: Arc<Self>,
-        mut fsm: Quorum,
-        mut inflight: S,
-        deadline: tokio::time::Instant,
-    ) where
-        S: futures_util::Stream<Item = (NodeId, Result<Response, TransportError>)> + Unpin,
-    {
-        while !fsm.is_finished() {
-            let outputs = tokio::select! {
-                next = inflight.next() => match next {
-                    Some((from, result)) => fsm.on_answer(from, answer_of(result)),
-                    None => fsm.on_timeout(),
-                },
-                _ = tokio::time::sleep_until(deadline) => fsm.on_timeout(),
-            };
-            for output in outputs {
-                if let FsmOutput::Send { to, request, .. } = output {
-                    self.send_repair(to, request);
-                }
-            }
-        }
-        self.finished(&fsm);
-    }
-
-    /// A write's replication is over: hints for the owners that missed it.
-    fn finished(&self, fsm: &Quorum) {
-        if let Quorum::Put(put) = fsm {
-            for owner in put.unacknowledged() {
-                self.hold_hint(owner, put.key(), put.siblings());
-            }
-        }
-    }
-
-    fn send_repair(self: &Arc<Self>, to: NodeId, request: Request) {
+    pub(super) fn send_repair(self: &Arc<Self>, to: NodeId, request: Request) {
         CoordinatorStats::bump(&self.replica.stats().read_repairs);
         let node = self.clone();
         tokio::spawn(async move {
@@ -955,7 +902,7 @@ impl Node {
     }
 
     /// Answers the requests that need no waiting.
-    fn handle_now(&self, request: Request) -> Response {
+    pub(super) fn handle_now(&self, request: Request) -> Response {
         let now = super::now_ms();
         let result = match request {
             Request::Ping => Ok(Response::Pong),
@@ -1035,6 +982,12 @@ impl Node {
                 .take(super::antientropy::MAX_KEYS_PER_MESSAGE)
                 .try_for_each(|(k, s)| self.replica.merge(k, s, now).map(drop))
                 .map(|_| Response::Ack),
+            Request::ReadBatch { keys } => self.read_batch(&keys).map(Response::States),
+            Request::MergeBatch { entries } => entries
+                .iter()
+                .take(super::driver::MAX_BATCH_KEYS)
+                .try_for_each(|(k, s)| self.replica.merge(k, s, now).map(drop))
+                .map(|_| Response::Ack),
         };
         result.unwrap_or_else(|e| Response::Failed(e.to_string()))
     }
@@ -1088,6 +1041,23 @@ impl Node {
             state.merge(&self.hints.read_key(key)?);
         }
         Ok(state)
+    }
+
+    /// A coordinator's batch of reads: states as [`Request::Read`] answers
+    /// them, stopping after [`MAX_BATCH_REPLY_BYTES`] of values (at least
+    /// one state, so the sender always makes progress).
+    fn read_batch(&self, keys: &[Bytes]) -> Result<Vec<Siblings>, ClusterError> {
+        let mut states = Vec::with_capacity(keys.len().min(super::driver::MAX_BATCH_KEYS));
+        let mut bytes = 0;
+        for key in keys.iter().take(super::driver::MAX_BATCH_KEYS) {
+            if bytes >= MAX_BATCH_REPLY_BYTES {
+                break;
+            }
+            let state = self.read_with_hints(key)?;
+            bytes += state.approx_bytes();
+            states.push(state);
+        }
+        Ok(states)
     }
 
     /// Client requests in flight on this node.
@@ -1239,7 +1209,7 @@ impl Node {
         let now = super::now_ms();
         let plan = self.write_plan(&key);
         let result = match self.replica.write(&key, now, |_| (Some(write), ())) {
-            Ok((_, Some(stored))) => self.replicate(&key, stored, &plan).await,
+            Ok((_, Some(stored))) => self.replicate(key.clone(), stored, &plan).await,
             Ok((_, None)) => Err(ClusterError::Remote("nothing written".into())),
             Err(e) => Err(e),
         };
@@ -1403,15 +1373,19 @@ impl Node {
 
 impl PeerHandler for Arc<Node> {
     fn handle(&self, _from: NodeId, request: Request) -> Handled {
-        if matches!(
-            request,
+        // Replica work for other nodes' clients: foreground load too.
+        let served = match &request {
             Request::Read { .. }
-                | Request::Merge { .. }
-                | Request::HintedMerge { .. }
-                | Request::Coordinate { .. }
-        ) {
-            // Replica work for other nodes' clients: foreground load too.
-            self.replica_served.fetch_add(1, Ordering::Relaxed);
+            | Request::Merge { .. }
+            | Request::HintedMerge { .. }
+            | Request::Coordinate { .. } => 1,
+            Request::ReadBatch { keys } => keys.len(),
+            Request::MergeBatch { entries } => entries.len(),
+            _ => 0,
+        };
+        if served > 0 {
+            self.replica_served
+                .fetch_add(served as u64, Ordering::Relaxed);
         }
         match request {
             Request::Coordinate { key, write } => {
@@ -1447,14 +1421,6 @@ fn view_of(state: &ClusterState) -> View {
     }
 }
 
-fn answer_of(result: Result<Response, TransportError>) -> ReplicaAnswer {
-    match result {
-        Ok(Response::Siblings(state)) => ReplicaAnswer::State(state),
-        Ok(Response::Ack) => ReplicaAnswer::Stored,
-        _ => ReplicaAnswer::Failed,
-    }
-}
-
 fn to_remote(error: &ClusterError) -> RemoteError {
     match error {
         ClusterError::Unavailable { needed, got } => RemoteError::Unavailable {
@@ -1473,43 +1439,5 @@ fn from_remote(error: RemoteError) -> ClusterError {
         RemoteError::InvalidContext => ClusterError::InvalidContext,
         RemoteError::TooManySiblings { max } => ClusterError::TooManySiblings { max },
         RemoteError::Other(text) => ClusterError::Remote(text),
-    }
-}
-
-/// Either quorum machine, so one driver runs both.
-enum Quorum {
-    Get(GetFsm),
-    Put(PutFsm),
-}
-
-impl Quorum {
-    fn on_answer(&mut self, from: NodeId, answer: ReplicaAnswer) -> Vec<FsmOutput> {
-        match self {
-            Quorum::Get(f) => f.on_answer(from, answer),
-            Quorum::Put(f) => f.on_answer(from, answer),
-        }
-    }
-
-    fn on_timeout(&mut self) -> Vec<FsmOutput> {
-        match self {
-            Quorum::Get(f) => f.on_timeout(),
-            Quorum::Put(f) => f.on_timeout(),
-        }
-    }
-
-    fn is_finished(&self) -> bool {
-        match self {
-            Quorum::Get(f) => f.is_finished(),
-            Quorum::Put(f) => f.is_finished(),
-        }
-    }
-
-    /// No reply after the hedge delay. A write already went to every
-    /// target; a read may ask one more.
-    fn on_hedge(&mut self) -> Vec<FsmOutput> {
-        match self {
-            Quorum::Get(f) => f.on_hedge(),
-            Quorum::Put(_) => Vec::new(),
-        }
     }
 }

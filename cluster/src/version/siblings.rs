@@ -297,6 +297,18 @@ impl Siblings {
         !self.has_live(now_ms)
     }
 
+    /// About how many bytes the state takes on the wire: its values plus a
+    /// fixed allowance per version and per context entry (for bounding
+    /// batches, not for accounting).
+    pub fn approx_bytes(&self) -> usize {
+        let values: usize = self
+            .versions
+            .iter()
+            .map(|v| v.value().map_or(0, |b| b.len()))
+            .sum();
+        values + 48 * self.versions.len() + 16 * self.context.len()
+    }
+
     /// Storage encoding: a format byte (currently 1) then postcard.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = vec![STORAGE_FORMAT];

@@ -35,7 +35,7 @@ use thiserror::Error;
 use crate::version::{NodeId, Siblings, VersionVector};
 
 /// Version of the frame layout and message set; both sides must agree.
-pub const PROTOCOL_VERSION: u16 = 4;
+pub const PROTOCOL_VERSION: u16 = 5;
 
 /// Largest frame accepted before the handshake completed.
 pub const MAX_HANDSHAKE_BYTES: usize = 64 * 1024;
@@ -233,7 +233,29 @@ pub enum Request {
         /// User keys.
         keys: Vec<Bytes>,
     },
+    /// Quorum reads of several keys for one coordinator's batch (pipelined
+    /// GETs, MGET): the receiver's states with the hints it holds folded in,
+    /// as [`Request::Read`] gives them ([`Response::States`], same order). A
+    /// long answer stops early, after at least one state, once it holds
+    /// [`MAX_BATCH_REPLY_BYTES`] of values; the sender asks again for the
+    /// rest.
+    ReadBatch {
+        /// User keys.
+        keys: Vec<Bytes>,
+    },
+    /// Replication of several keys' writes for one coordinator's batch:
+    /// each merged as [`Request::Merge`]; answered [`Response::Ack`] when
+    /// every one is stored, else [`Response::Failed`].
+    MergeBatch {
+        /// Keys and the coordinator's states after the writes.
+        entries: Vec<(Bytes, Siblings)>,
+    },
 }
+
+/// Bytes of values after which a [`Request::ReadBatch`] answer stops (the
+/// senders also cut [`Request::MergeBatch`]es there), so that batching never
+/// builds a frame larger than one key's largest state would.
+pub const MAX_BATCH_REPLY_BYTES: usize = 4 << 20;
 
 /// Why a remote operation failed, as the coordinator reports it back.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Error)]

@@ -85,6 +85,20 @@ pub async fn execute(state: &ServerState, command: Command, now: u64) -> Reply {
     result.unwrap_or_else(|e| cluster_error(&e))
 }
 
+/// The GETs of a pipelined batch, their quorum reads run together.
+pub async fn get_many(state: &ServerState, keys: &[Bytes], now: u64) -> Vec<Reply> {
+    strings::get_many(state, keys, now).await
+}
+
+/// The plain SETs of a pipelined batch, their replications run together.
+pub async fn set_many(
+    state: &ServerState,
+    cmds: Vec<resp::command::SetCmd>,
+    now: u64,
+) -> Vec<Reply> {
+    strings::set_many(state, cmds, now).await
+}
+
 /// The reply for a coordinator error.
 pub fn cluster_error(error: &ClusterError) -> Reply {
     match error {

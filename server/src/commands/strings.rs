@@ -19,14 +19,77 @@ type CommandResult = Result<Reply, ClusterError>;
 /// `GET key`
 pub async fn get(state: &ServerState, key: &[u8], now: u64) -> CommandResult {
     let siblings = state.coordinator.get(key).await?;
-    let value = live_value(&siblings, now);
+    Ok(get_reply(state, &siblings, now))
+}
+
+/// The GETs of a pipelined batch, read together: one reply per key.
+pub async fn get_many(state: &ServerState, keys: &[Bytes], now: u64) -> Vec<Reply> {
+    state
+        .coordinator
+        .get_many(keys)
+        .await
+        .into_iter()
+        .map(|read| match read {
+            Ok(siblings) => get_reply(state, &siblings, now),
+            Err(e) => super::cluster_error(&e),
+        })
+        .collect()
+}
+
+/// GET's reply for a key's siblings (and the keyspace hit or miss).
+fn get_reply(state: &ServerState, siblings: &Siblings, now: u64) -> Reply {
+    let value = live_value(siblings, now);
     let counter = if value.is_some() {
         &state.stats.keyspace_hits
     } else {
         &state.stats.keyspace_misses
     };
     ServerStats::bump(counter);
-    Ok(Reply::bulk_or_nil(value))
+    Reply::bulk_or_nil(value)
+}
+
+/// A plain SET (no condition, GET or KEEPTTL) as a write, and its reply
+/// once stored.
+fn plain_write(cmd: SetCmd, now: u64) -> (Bytes, Write, Reply) {
+    let expires_at = cmd.expiry.map(|e| absolute_ms(e, now));
+    let mut write = Write::value(Default::default(), cmd.value, expires_at);
+    // Needs no read: the coordinating owner supersedes what it holds.
+    write.supersede_known = true;
+    let reply = if cmd.reply_as_int {
+        Reply::Int(1)
+    } else {
+        Reply::Ok
+    };
+    (cmd.key, write, reply)
+}
+
+/// The plain SETs of a pipelined batch, replicated together: one reply per
+/// command.
+pub async fn set_many(state: &ServerState, cmds: Vec<SetCmd>, now: u64) -> Vec<Reply> {
+    let mut replies: Vec<Option<Reply>> = (0..cmds.len()).map(|_| None).collect();
+    let mut writes = Vec::with_capacity(cmds.len());
+    let mut pending = Vec::with_capacity(cmds.len());
+    for (i, cmd) in cmds.into_iter().enumerate() {
+        debug_assert!(cmd.is_plain());
+        if let Err(reply) = check_sizes(state, &cmd.key, Some(&cmd.value)) {
+            replies[i] = Some(reply);
+            continue;
+        }
+        let (key, write, reply) = plain_write(cmd, now);
+        writes.push((key, write));
+        pending.push((i, reply));
+    }
+    let results = state.coordinator.put_many(writes, now).await;
+    for ((i, reply), result) in pending.into_iter().zip(results) {
+        replies[i] = Some(match result {
+            Ok(_) => reply,
+            Err(e) => super::cluster_error(&e),
+        });
+    }
+    replies
+        .into_iter()
+        .map(|r| r.expect("every SET answered"))
+        .collect()
 }
 
 /// `SET` and its forms (SETNX, SETEX, PSETEX, GETSET).
@@ -35,16 +98,9 @@ pub async fn set(state: &ServerState, cmd: SetCmd, now: u64) -> CommandResult {
         return Ok(reply);
     }
     if cmd.is_plain() {
-        // Needs no read: the coordinating owner supersedes what it holds.
-        let expires_at = cmd.expiry.map(|e| absolute_ms(e, now));
-        let mut write = Write::value(Default::default(), cmd.value, expires_at);
-        write.supersede_known = true;
-        state.coordinator.put(&cmd.key, write, now).await?;
-        return Ok(if cmd.reply_as_int {
-            Reply::Int(1)
-        } else {
-            Reply::Ok
-        });
+        let (key, write, reply) = plain_write(cmd, now);
+        state.coordinator.put(&key, write, now).await?;
+        return Ok(reply);
     }
     let (applied, previous) = state
         .coordinator
@@ -126,8 +182,8 @@ pub async fn getex(
 /// `MGET key [key ...]`
 pub async fn mget(state: &ServerState, keys: Vec<Bytes>, now: u64) -> CommandResult {
     let mut values = Vec::with_capacity(keys.len());
-    for key in keys {
-        values.push(get(state, &key, now).await?);
+    for read in state.coordinator.get_many(&keys).await {
+        values.push(get_reply(state, &read?, now));
     }
     Ok(Reply::Array(values))
 }
@@ -145,14 +201,22 @@ pub async fn mset(
         }
     }
     if only_if_none_exist {
-        for (key, _) in &pairs {
-            if live_value(&state.coordinator.get(key).await?, now).is_some() {
+        let keys: Vec<Bytes> = pairs.iter().map(|(key, _)| key.clone()).collect();
+        for read in state.coordinator.get_many(&keys).await {
+            if live_value(&read?, now).is_some() {
                 return Ok(Reply::Int(0));
             }
         }
     }
-    for (key, value) in pairs {
-        set(state, SetCmd::plain(key, value), now).await?;
+    let writes = pairs
+        .into_iter()
+        .map(|(key, value)| {
+            let (key, write, _) = plain_write(SetCmd::plain(key, value), now);
+            (key, write)
+        })
+        .collect();
+    for written in state.coordinator.put_many(writes, now).await {
+        written?;
     }
     Ok(if only_if_none_exist {
         Reply::Int(1)
