@@ -21,9 +21,12 @@
 //! # How it works
 //!
 //! * **Key digests.** A key's stored state is summarised by
-//!   [`key_digest`]: MD5 over the key's length (u32, big-endian), the key and
-//!   the encoded state, read as a big-endian `u128`. Two replicas holding the
-//!   same bytes for a key compute the same digest.
+//!   [`key_digest`]: XXH3-128 over the key's length (u32, big-endian), the
+//!   key and the encoded state. Two replicas holding the same bytes for a key
+//!   compute the same digest. Every write computes two (the old state's, to
+//!   take it out of its leaf, and the new one's), so the hash is a fast
+//!   non-cryptographic one; it was MD5 before protocol 5, at about a tenth
+//!   of the speed.
 //! * **Shape.** A tree covers one partition. Its [`LEAVES`] leaves are
 //!   buckets of ring position: the [`LEAF_BITS`] bits of the position just
 //!   below the partition bits pick the leaf, so each leaf is a contiguous
@@ -84,8 +87,8 @@
 //!   digests of honest divergence, two different key sets in one leaf collide
 //!   with probability about 2^-128. But XOR is linear: someone choosing keys
 //!   and values freely can, with a few hundred writes and some linear algebra,
-//!   build two different leaf contents with the same XOR (and MD5 is broken
-//!   anyway). Anti-entropy is a repair mechanism, not a security boundary.
+//!   build two different leaf contents with the same XOR (and the key
+//!   digest is not a cryptographic hash anyway). Anti-entropy is a repair mechanism, not a security boundary.
 //! * **A key whose digest is 0** is invisible to its leaf (probability
 //!   2^-128).
 //! * **One tree per `Q`.** Leaves are defined by the partition bits, so a tree
@@ -104,6 +107,7 @@ use std::mem::size_of;
 use std::ops::{Range, RangeInclusive};
 
 use md5::{Digest, Md5};
+use xxhash_rust::xxh3::Xxh3;
 
 use crate::ring::MAX_PARTITIONS;
 
@@ -130,18 +134,18 @@ const _: () = assert!(FANOUT.is_power_of_two() && FANOUT >= 2 && LEVELS >= 1);
 const _: () = assert!(LEAF_BITS as usize * 2 <= 64);
 const _: () = assert!(MAX_PARTITIONS.trailing_zeros() + LEAF_BITS < 64);
 
-/// 128-bit digest of one key's stored state: MD5 over (key length as u32
-/// big-endian, key bytes, encoded state bytes), read as a big-endian `u128`.
+/// 128-bit digest of one key's stored state: XXH3-128 over (key length as
+/// u32 big-endian, key bytes, encoded state bytes).
 ///
 /// Keys longer than `u32::MAX` bytes have their length saturated (such keys
 /// do not exist in practice: RESP caps a bulk string far below).
 pub fn key_digest(key: &[u8], encoded_state: &[u8]) -> u128 {
     let len = u32::try_from(key.len()).unwrap_or(u32::MAX);
-    let mut hasher = Md5::new();
-    hasher.update(len.to_be_bytes());
+    let mut hasher = Xxh3::new();
+    hasher.update(&len.to_be_bytes());
     hasher.update(key);
     hasher.update(encoded_state);
-    finish(hasher)
+    hasher.digest128()
 }
 
 /// Which child indices differ between two [`MerkleTree::children`] answers,
@@ -554,11 +558,11 @@ mod tests {
     }
 
     #[test]
-    fn key_digest_is_md5_of_length_key_and_state() {
+    fn key_digest_is_xxh3_of_length_key_and_state() {
         let mut manual = Vec::new();
         manual.extend_from_slice(&3u32.to_be_bytes());
         manual.extend_from_slice(b"keystate");
-        let expected = u128::from_be_bytes(Md5::digest(&manual).into());
+        let expected = xxhash_rust::xxh3::xxh3_128(&manual);
         assert_eq!(key_digest(b"key", b"state"), expected);
         // The length prefix separates key from state.
         assert_ne!(key_digest(b"ke", b"ystate"), key_digest(b"key", b"state"));

@@ -34,9 +34,11 @@ struct Entry {
     at_secs: u64,
     micros: u64,
     args: Vec<Bytes>,
-    client_addr: String,
+    client_addr: std::net::SocketAddr,
     client_name: String,
-    replicas: Vec<String>,
+    /// Slowest first; formatted only when read (logging must stay cheap:
+    /// under overload every command may be slow).
+    replicas: Vec<ReplicaCall>,
 }
 
 /// The slow log: a bounded queue, newest first.
@@ -87,8 +89,8 @@ impl SlowLog {
             return;
         }
         // Their arguments hold passwords.
-        let name = request.first().map(|n| n.to_ascii_lowercase());
-        if matches!(name.as_deref(), Some(b"auth" | b"hello")) {
+        let name = request.first().map_or(&[][..], |n| &n[..]);
+        if name.eq_ignore_ascii_case(b"auth") || name.eq_ignore_ascii_case(b"hello") {
             return;
         }
         let mut replicas = calls.to_vec();
@@ -98,19 +100,9 @@ impl SlowLog {
             at_secs: now_ms() / 1000,
             micros,
             args: truncated_args(request),
-            client_addr: client.addr.to_string(),
+            client_addr: client.addr,
             client_name: client.names().name,
-            replicas: replicas
-                .iter()
-                .map(|c| {
-                    format!(
-                        "{:016x} {}us {}",
-                        c.node,
-                        c.elapsed.as_micros(),
-                        c.outcome.name()
-                    )
-                })
-                .collect(),
+            replicas,
         };
         let max_len = self.max_len.load(Ordering::Relaxed);
         let mut entries = self.lock();
@@ -164,9 +156,22 @@ fn entry_reply(entry: &Entry) -> Reply {
         Reply::Int(entry.at_secs as i64),
         Reply::Int(entry.micros as i64),
         Reply::Array(entry.args.iter().cloned().map(Reply::Bulk).collect()),
-        Reply::bulk(entry.client_addr.clone()),
+        Reply::bulk(entry.client_addr.to_string()),
         Reply::bulk(entry.client_name.clone()),
-        Reply::Array(entry.replicas.iter().cloned().map(Reply::bulk).collect()),
+        Reply::Array(
+            entry
+                .replicas
+                .iter()
+                .map(|c| {
+                    Reply::bulk(format!(
+                        "{:016x} {}us {}",
+                        c.node,
+                        c.elapsed.as_micros(),
+                        c.outcome.name()
+                    ))
+                })
+                .collect(),
+        ),
     ])
 }
 

@@ -42,7 +42,7 @@
 //! - One process per directory: a `LOCK` file is locked for the engine's
 //!   life.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -50,8 +50,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLock
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::memory::scan_map;
-use super::{Durability, Engine, Entry, StorageError};
+use super::{ordered::KeyMap, Durability, Engine, Entry, StorageError};
 
 const LOG_FILE: &str = "aof.log";
 const REWRITE_FILE: &str = "aof.log.rewrite";
@@ -93,7 +92,7 @@ struct Shared {
 
 #[derive(Default)]
 struct Maps {
-    data: BTreeMap<Vec<u8>, Vec<u8>>,
+    data: KeyMap,
     meta: HashMap<String, Vec<u8>>,
     /// What the live entries would take in a rewritten log.
     live_bytes: u64,
@@ -322,7 +321,7 @@ fn parse_record(bytes: &[u8]) -> Option<(usize, u8, &[u8], &[u8])> {
 impl Maps {
     fn put(&mut self, key: &[u8], value: &[u8]) {
         let added = record_len(key, value);
-        match self.data.insert(key.to_vec(), value.to_vec()) {
+        match self.data.insert(key, value.to_vec()) {
             Some(old) => self.live_bytes = self.live_bytes - record_len(key, &old) + added,
             None => self.live_bytes += added,
         }
@@ -391,14 +390,14 @@ impl Log {
 }
 
 /// A copy of the maps for a background rewrite: metadata, then data.
-type Snapshot = (HashMap<String, Vec<u8>>, BTreeMap<Vec<u8>, Vec<u8>>);
+type Snapshot = (HashMap<String, Vec<u8>>, KeyMap);
 
 /// Writes one record per entry to a new file at `path` and syncs it;
 /// returns the file and its size.
 fn write_snapshot(
     path: &Path,
     meta: &HashMap<String, Vec<u8>>,
-    data: &BTreeMap<Vec<u8>, Vec<u8>>,
+    data: &KeyMap,
 ) -> io::Result<(File, u64)> {
     let mut out = BufWriter::with_capacity(WRITE_BUFFER, File::create(path)?);
     let mut bytes = 0;
@@ -406,7 +405,7 @@ fn write_snapshot(
         write_record(&mut out, OP_META, name.as_bytes(), value)?;
         bytes += record_len(name.as_bytes(), value);
     }
-    for (key, value) in data {
+    for (key, value) in data.iter() {
         write_record(&mut out, OP_PUT, key, value)?;
         bytes += record_len(key, value);
     }
@@ -686,7 +685,7 @@ impl Engine for AofEngine {
     }
 
     fn scan_from(&self, start: &[u8], limit: usize) -> Result<Vec<Entry>, StorageError> {
-        Ok(scan_map(&self.shared.maps().data, start, None, limit))
+        Ok(self.shared.maps().data.scan(start, None, limit))
     }
 
     fn scan_range(
@@ -695,7 +694,7 @@ impl Engine for AofEngine {
         end: &[u8],
         limit: usize,
     ) -> Result<Vec<Entry>, StorageError> {
-        Ok(scan_map(&self.shared.maps().data, start, Some(end), limit))
+        Ok(self.shared.maps().data.scan(start, Some(end), limit))
     }
 
     fn count(&self) -> Result<u64, StorageError> {
@@ -748,6 +747,8 @@ impl Engine for AofEngine {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
 
     const PERIODIC: Durability = Durability::Periodic { flush_every_ms: 20 };

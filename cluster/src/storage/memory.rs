@@ -1,10 +1,10 @@
-//! [`MemoryEngine`]: a `BTreeMap` behind a lock. Nothing is persisted.
+//! [`MemoryEngine`]: an ordered map ([`KeyMap`]) behind a lock. Nothing is
+//! persisted.
 
-use std::collections::{BTreeMap, HashMap};
-use std::ops::Bound;
+use std::collections::HashMap;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use super::{Engine, Entry, StorageError};
+use super::{ordered::KeyMap, Engine, Entry, StorageError};
 
 /// A volatile [`Engine`]: an ordered map in memory.
 ///
@@ -19,7 +19,7 @@ pub struct MemoryEngine {
 
 #[derive(Debug, Default)]
 struct Inner {
-    data: BTreeMap<Vec<u8>, Vec<u8>>,
+    data: KeyMap,
     meta: HashMap<String, Vec<u8>>,
     /// Sum of key and value lengths in `data` and `meta`.
     bytes: u64,
@@ -41,25 +41,6 @@ impl MemoryEngine {
     fn write(&self) -> RwLockWriteGuard<'_, Inner> {
         self.inner.write().unwrap_or_else(|e| e.into_inner())
     }
-}
-
-/// Up to `limit` entries of `data` from `start` (included) to `end`
-/// (excluded; `None`: to the last key), in key order. Shared by the engines
-/// that keep their data in a `BTreeMap`.
-pub(super) fn scan_map(
-    data: &BTreeMap<Vec<u8>, Vec<u8>>,
-    start: &[u8],
-    end: Option<&[u8]>,
-    limit: usize,
-) -> Vec<Entry> {
-    if limit == 0 || end.is_some_and(|end| start >= end) {
-        return Vec::new();
-    }
-    let upper = end.map_or(Bound::Unbounded, Bound::Excluded);
-    data.range::<[u8], _>((Bound::Included(start), upper))
-        .take(limit)
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect()
 }
 
 fn len(b: &[u8]) -> u64 {
@@ -86,7 +67,7 @@ impl Engine for MemoryEngine {
             }
             None => {
                 inner.bytes += len(key) + len(value);
-                inner.data.insert(key.to_vec(), value.to_vec());
+                inner.data.insert(key, value.to_vec());
             }
         }
         Ok(())
@@ -101,7 +82,7 @@ impl Engine for MemoryEngine {
     }
 
     fn scan_from(&self, start: &[u8], limit: usize) -> Result<Vec<Entry>, StorageError> {
-        Ok(scan_map(&self.read().data, start, None, limit))
+        Ok(self.read().data.scan(start, None, limit))
     }
 
     fn scan_range(
@@ -110,7 +91,7 @@ impl Engine for MemoryEngine {
         end: &[u8],
         limit: usize,
     ) -> Result<Vec<Entry>, StorageError> {
-        Ok(scan_map(&self.read().data, start, Some(end), limit))
+        Ok(self.read().data.scan(start, Some(end), limit))
     }
 
     fn count(&self) -> Result<u64, StorageError> {

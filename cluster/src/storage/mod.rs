@@ -103,6 +103,7 @@
 mod aof;
 mod cache;
 mod memory;
+mod ordered;
 mod sled_engine;
 
 #[cfg(test)]

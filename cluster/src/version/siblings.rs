@@ -311,11 +311,10 @@ impl Siblings {
 
     /// Storage encoding: a format byte (currently 1) then postcard.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = vec![STORAGE_FORMAT];
+        let mut out = Vec::with_capacity(1 + self.approx_bytes());
+        out.push(STORAGE_FORMAT);
         // Serialising plain data into a Vec cannot fail.
-        let body = postcard::to_stdvec(self).expect("postcard serialisation to a Vec");
-        out.extend_from_slice(&body);
-        out
+        postcard::to_extend(self, out).expect("postcard serialisation to a Vec")
     }
 
     /// Decodes [`Siblings::encode`] output, rejecting unknown formats,

@@ -338,9 +338,16 @@ impl Frame {
 
     /// Appends the length prefix and the frame to `out`.
     pub fn encode_into(&self, out: &mut Vec<u8>) -> Result<(), WireError> {
-        let body = postcard::to_stdvec(self)?;
-        out.extend_from_slice(&(body.len() as u32).to_be_bytes());
-        out.extend_from_slice(&body);
+        // Straight into `out` (no buffer per frame), the length patched in
+        // afterwards; on an error `out` is left as it was.
+        let start = out.len();
+        out.extend_from_slice(&[0; 4]);
+        if let Err(error) = postcard::to_extend(self, Appender(out)) {
+            out.truncate(start);
+            return Err(error.into());
+        }
+        let len = (out.len() - start - 4) as u32;
+        out[start..start + 4].copy_from_slice(&len.to_be_bytes());
         Ok(())
     }
 
@@ -351,5 +358,49 @@ impl Frame {
             return Err(WireError(postcard::Error::DeserializeUnexpectedEnd));
         }
         Ok(frame)
+    }
+}
+
+/// Appends what postcard writes to a borrowed buffer.
+struct Appender<'a>(&'a mut Vec<u8>);
+
+impl Extend<u8> for Appender<'_> {
+    fn extend<I: IntoIterator<Item = u8>>(&mut self, bytes: I) {
+        self.0.extend(bytes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_appended_to_one_buffer_decode_one_by_one() {
+        let frames = [
+            Frame::Request {
+                id: 7,
+                body: Request::ReadBatch {
+                    keys: vec![Bytes::from("a"), Bytes::from("bb")],
+                },
+            },
+            Frame::Response {
+                id: 7,
+                body: Response::States(vec![Siblings::default(), Siblings::default()]),
+            },
+            Frame::Welcome,
+        ];
+        let mut buf = b"earlier".to_vec();
+        for frame in &frames {
+            frame.encode_into(&mut buf).unwrap();
+        }
+        let mut rest = &buf[b"earlier".len()..];
+        for frame in &frames {
+            let len = u32::from_be_bytes(rest[..4].try_into().unwrap()) as usize;
+            let decoded = Frame::decode(&rest[4..4 + len]).unwrap();
+            assert_eq!(format!("{decoded:?}"), format!("{frame:?}"));
+            assert_eq!(frame.encode().unwrap(), rest[4..4 + len]);
+            rest = &rest[4 + len..];
+        }
+        assert!(rest.is_empty());
     }
 }
