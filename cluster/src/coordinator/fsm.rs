@@ -152,7 +152,13 @@ impl GetFsm {
         }
         match answer {
             ReplicaAnswer::State(state) => {
-                self.merged.merge(&state);
+                // Replicas usually agree: the first state is the merge so
+                // far, and an equal one changes nothing (merging is a join).
+                if self.successes() == 0 {
+                    self.merged = state.clone();
+                } else if self.merged != state {
+                    self.merged.merge(&state);
+                }
                 self.answered.push((from, Some(state)));
             }
             ReplicaAnswer::Stored | ReplicaAnswer::Failed => {

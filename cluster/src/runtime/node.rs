@@ -237,6 +237,9 @@ pub struct Node {
     view: RwLock<Arc<View>>,
     pool: PeerPool,
     health: Mutex<HashMap<NodeId, PeerHealth>>,
+    /// Peers marked down in `health`: while 0 (the usual case), `is_up`
+    /// answers without taking the lock.
+    peers_down: AtomicUsize,
     foreground: AtomicUsize,
     replica_served: AtomicU64,
     load_sample: Mutex<LoadSample>,
@@ -360,6 +363,7 @@ impl Node {
             me,
             pool,
             health: Mutex::new(HashMap::new()),
+            peers_down: AtomicUsize::new(0),
             foreground: AtomicUsize::new(0),
             replica_served: AtomicU64::new(0),
             load_sample: Mutex::new(LoadSample {
@@ -430,13 +434,16 @@ impl Node {
     }
 
     pub(crate) fn is_up(&self, node: NodeId) -> bool {
-        node == self.me || self.down_since(node).is_none()
+        node == self.me
+            || self.peers_down.load(Ordering::Relaxed) == 0
+            || self.down_since(node).is_none()
     }
 
     fn note_success(&self, node: NodeId, elapsed: Duration) {
         let mut health = self.health.lock().unwrap_or_else(|p| p.into_inner());
         let entry = health.entry(node).or_default();
         if entry.down_since_ms.take().is_some() {
+            self.peers_down.fetch_sub(1, Ordering::Relaxed);
             info!(node = format!("{node:016x}"), "peer is up");
         }
         entry.last_ok_ms = Some(super::now_ms());
@@ -452,6 +459,7 @@ impl Node {
         let mut health = self.health.lock().unwrap_or_else(|p| p.into_inner());
         let entry = health.entry(node).or_default();
         if entry.down_since_ms.is_none() {
+            self.peers_down.fetch_add(1, Ordering::Relaxed);
             warn!(node = format!("{node:016x}"), %error, "peer marked down");
             entry.down_since_ms = Some(super::now_ms());
         }
