@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Throughput/latency ratio of a local 3-node dynamo cluster against redis-server.
 
-Starts, one after another, on 127.0.0.1 (free ports, each in its own temp dir):
+Starts on 127.0.0.1 (free ports, each in its own temp dir):
 
   * redis-server, in memory       (--save "" --appendonly no)
   * a 3-node dynamo-server cluster, N=3 R=2 W=2, for each engine asked for
-    (--engine sled|memory; by default both, one fresh cluster after the other)
+    (--engine sled|memory; by default both, a cluster each)
 
 and runs the same redis-benchmark workloads on each: SET and GET,
 -c 50 -d 100 -r 100000, without pipelining and with -P 16.  Every key of the
@@ -13,7 +13,11 @@ and runs the same redis-benchmark workloads on each: SET and GET,
 always hits.  By default all the cluster traffic goes into node 1, which then
 coordinates every request; --round-robin splits the clients over the three
 nodes instead (three concurrent redis-benchmark processes, ops/s summed,
-latencies the worst of the three).
+latencies the worst of the three).  With --rounds N (default 3) every
+workload runs N times per server, the servers taking turns workload by
+workload (all of them stay up, idle while another runs), and each figure is
+the median of its N runs: single runs on a shared 2-core machine move by
+tens of percent.
 
 Prints ops/s, p50, p99, p99.9 per (workload, server), the cluster/redis ratios
 against the targets (>= 0.65x without pipelining, >= 0.3x with -P 16, p99 < 2 ms
@@ -47,6 +51,7 @@ from ratio import (  # noqa: E402  (after the sys.path change)
     Result,
     Server,
     cli,
+    median_result,
     default_bin,
     fmt_kib,
     fmt_num,
@@ -268,27 +273,28 @@ def run_round_robin(ports: list[int], test: str, pipeline: int, requests: int,
     return combined, cmds
 
 
-def run_workloads(label: str, ports: list[int], watched: list[Server], results: dict,
-                  args: argparse.Namespace) -> None:
-    for name, test, pipe in WORKLOADS:
-        n = args.requests if pipe == 1 else args.pipelined_requests
-        if len(ports) == 1:
-            res, cmdline = run_benchmark(ports[0], test, pipe, n, args)
-            cmdlines = [cmdline]
-        else:
-            res, cmdlines = run_round_robin(ports, test, pipe, n, args)
-        if args.verbose:
-            for c in cmdlines:
-                log(f"  $ {c}")
-        if res.ok:
-            log(f"  {name} P{pipe}: {res.rps:,.0f} ops/s  p50 {res.p50:.3f}  "
-                f"p99 {res.p99:.3f}  p99.9 {res.p999:.3f} ms")
-        else:
-            log(f"  {name} P{pipe}: FAILED: {res.error}")
-        for w in res.warnings:
-            log(f"    redis-benchmark: {w}")
-        results[(test, pipe)] = res
-        check_alive(watched, f"{label} {name} P{pipe}")
+def run_workload(label: str, ports: list[int], watched: list[Server], workload: tuple,
+                 args: argparse.Namespace) -> Result:
+    """Runs one (name, test, pipeline) workload against `ports`."""
+    name, test, pipe = workload
+    n = args.requests if pipe == 1 else args.pipelined_requests
+    if len(ports) == 1:
+        res, cmdline = run_benchmark(ports[0], test, pipe, n, args)
+        cmdlines = [cmdline]
+    else:
+        res, cmdlines = run_round_robin(ports, test, pipe, n, args)
+    if args.verbose:
+        for c in cmdlines:
+            log(f"  $ {c}")
+    if res.ok:
+        log(f"  {label} {name} P{pipe}: {res.rps:,.0f} ops/s  p50 {res.p50:.3f}  "
+            f"p99 {res.p99:.3f}  p99.9 {res.p999:.3f} ms")
+    else:
+        log(f"  {label} {name} P{pipe}: FAILED: {res.error}")
+    for w in res.warnings:
+        log(f"    redis-benchmark: {w}")
+    check_alive(watched, f"{label} {name} P{pipe}")
+    return res
 
 
 # --------------------------------------------------------------------------- #
@@ -306,10 +312,13 @@ def report(redis: Server, clusters: list[ClusterRun], args: argparse.Namespace,
                  + f", dynamo-server {version} ({dynamo_bin})")
     parts.append(("**Cluster:** " if md else "Cluster:   ")
                  + f"{NODES} dynamo-server nodes on 127.0.0.1, --n {N} --r {R} --w {W}, "
-                 + "engine " + " then ".join(c.engine for c in clusters)
-                 + " (a fresh cluster per engine), other settings default")
+                 + "engine " + " and ".join(c.engine for c in clusters)
+                 + " (a cluster per engine), other settings default")
     parts.append(("**Traffic:** " if md else "Traffic:   ") + mode)
     parts.append(("**Workload:** " if md else "Workload:  ") + params)
+    parts.append(("**Rounds:** " if md else "Rounds:    ")
+                 + f"{args.rounds}, servers taking turns workload by workload; "
+                 + ("medians shown" if args.rounds > 1 else "one run each"))
     parts.append("")
 
     # 1. per (workload, server)
@@ -411,10 +420,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="small -n for a smoke run; the numbers are not meaningful")
     p.add_argument("--engine", choices=ENGINES, default=None,
                    help="storage engine of the cluster nodes (default: both, "
-                        "sled then memory, a fresh cluster each)")
+                        "sled and memory, a cluster each)")
     p.add_argument("--round-robin", action="store_true",
                    help="split the clients over the three nodes (three concurrent "
                         "redis-benchmark processes) instead of sending all to node 1")
+    p.add_argument("--rounds", type=int, default=None,
+                   help="runs of each workload per server, servers interleaved, "
+                        "medians shown (default 3; 1 with --quick)")
     p.add_argument("--markdown", action="store_true",
                    help="print the tables in Markdown (for benches/README.md)")
     p.add_argument("--clients", type=int, default=50, help="-c (default 50)")
@@ -433,6 +445,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         a.requests = 20000 if a.quick else 200000
     if a.pipelined_requests is None:
         a.pipelined_requests = 100000 if a.quick else 1000000
+    if a.rounds is None:
+        a.rounds = 1 if a.quick else 3
+    if a.rounds < 1:
+        p.error("--rounds must be at least 1")
     return a
 
 
@@ -491,7 +507,7 @@ def main(argv: list[str]) -> int:
     clusters = [ClusterRun(engine=e, label=f"cluster ({e})") for e in engines]
     status = 0
     try:
-        # 1. redis in memory, alone on the machine
+        # 1. redis in memory
         redis.tmp = root / "redis-mem"
         redis.tmp.mkdir()
         redis.port = free_ports(1)[0]
@@ -502,17 +518,8 @@ def main(argv: list[str]) -> int:
         t0 = time.monotonic()
         preload(redis.port, args.keyspace, args.data_size)
         log(f"  preloaded in {time.monotonic() - t0:.1f}s")
-        run_workloads(redis.label, [redis.port], [redis], redis.results, args)
-        redis.memory["vmrss_kib"] = proc_rss_kib(redis.proc.pid)
-        try:
-            r = cli(redis.port, "dbsize")
-            if r.returncode == 0 and r.stdout.strip().isdigit():
-                redis.memory["dbsize"] = r.stdout.strip()
-        except subprocess.TimeoutExpired:
-            pass
-        stop_server(redis)
 
-        # 2. one fresh cluster per engine
+        # 2. a cluster per engine, all up at once (idle while another runs)
         for c in clusters:
             log(f"starting {c.label}: {NODES} nodes, N={N} R={R} W={W}")
             start_cluster(c, root / f"cluster-{c.engine}", dynamo_bin)
@@ -522,8 +529,34 @@ def main(argv: list[str]) -> int:
             preload(node1.port, args.keyspace, args.data_size)
             log(f"  preloaded in {time.monotonic() - t0:.1f}s")
             check_alive(c.nodes, f"{c.label} preload")
-            ports = [n.port for n in c.nodes] if args.round_robin else [node1.port]
-            run_workloads(c.label, ports, c.nodes, c.results, args)
+
+        # 3. the workloads, servers taking turns; medians over the rounds
+        targets = [(redis.label, [redis.port], [redis], redis.results)]
+        for c in clusters:
+            ports = [n.port for n in c.nodes] if args.round_robin else [c.nodes[0].port]
+            targets.append((c.label, ports, c.nodes, c.results))
+        runs: dict = {}
+        for round_no in range(1, args.rounds + 1):
+            if args.rounds > 1:
+                log(f"round {round_no} of {args.rounds}")
+            for workload in WORKLOADS:
+                for label, ports, watched, _ in targets:
+                    res = run_workload(label, ports, watched, workload, args)
+                    runs.setdefault((label, workload), []).append(res)
+        for label, _, _, results in targets:
+            for workload in WORKLOADS:
+                _, test, pipe = workload
+                results[(test, pipe)] = median_result(runs[(label, workload)])
+
+        redis.memory["vmrss_kib"] = proc_rss_kib(redis.proc.pid)
+        try:
+            r = cli(redis.port, "dbsize")
+            if r.returncode == 0 and r.stdout.strip().isdigit():
+                redis.memory["dbsize"] = r.stdout.strip()
+        except subprocess.TimeoutExpired:
+            pass
+        stop_server(redis)
+        for c in clusters:
             for node in c.nodes:
                 info = {"vmrss_kib": proc_rss_kib(node.proc.pid)}
                 st = dynamo_status(node.port)
