@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::node::{FaultCluster, Node};
 use super::workloads::{
-    parse_dget, register_key, set_key, DeleteHistory, Op, RegisterHistory, SetHistory,
+    parse_dget, register_key, set_key, BatchHistory, DeleteHistory, Op, RegisterHistory, SetHistory,
 };
 
 /// Keys per pipelined batch.
@@ -596,6 +596,74 @@ pub fn check_deletes(
         if !intact {
             verdict.kept_lost.push(describe(key));
         }
+    }
+    Ok(verdict)
+}
+
+/// What the batch check found.
+#[derive(Debug, Default)]
+pub struct BatchVerdict {
+    /// Acknowledged keys.
+    pub written: usize,
+    /// Keys whose write had no clear answer.
+    pub indeterminate: usize,
+    /// Batches sent as `MSET` / as pipelines.
+    pub batches: (u64, u64),
+    /// Acknowledged keys some node's `GET` reads as nil or another value:
+    /// FAIL.
+    pub lost: Vec<String>,
+}
+
+/// Reads every acknowledged batch key through every node (pipelined
+/// `GET`s, themselves a batch of quorum reads): each must give its value.
+pub fn check_batches(
+    cluster: &FaultCluster,
+    history: &BatchHistory,
+    owners: &HashMap<String, Vec<usize>>,
+) -> Result<BatchVerdict, String> {
+    let keys: Vec<String> = history.written.keys().cloned().collect();
+    let mut reads: HashMap<&str, Vec<(usize, Option<String>)>> = HashMap::new();
+    for node in &cluster.nodes {
+        for (key, value) in keys.iter().zip(get_all(node, &keys)?) {
+            reads.entry(key).or_default().push((node.index, value));
+        }
+    }
+    let mut verdict = BatchVerdict {
+        written: keys.len(),
+        indeterminate: history.indeterminate.len(),
+        batches: (history.msets, history.pipelines),
+        lost: Vec::new(),
+    };
+    let bad: Vec<&String> = keys
+        .iter()
+        .filter(|key| {
+            let expected = history.written.get(*key);
+            !reads
+                .get(key.as_str())
+                .is_some_and(|r| r.iter().all(|(_, v)| v.as_ref() == expected))
+        })
+        .collect();
+    if bad.is_empty() {
+        return Ok(verdict);
+    }
+    let bad_keys: Vec<String> = bad.iter().map(|k| k.to_string()).collect();
+    let held = holdings(cluster, &bad_keys, owners)?;
+    for key in bad_keys {
+        let gets: Vec<String> = reads
+            .get(key.as_str())
+            .into_iter()
+            .flatten()
+            .map(|(node, v)| format!("GET via node {node} = {v:?}"))
+            .collect();
+        verdict.lost.push(format!(
+            "{key} [{}] expected {:?}, owners {:?}: {}; stores: {}",
+            history.trace.get(&key).map_or("", String::as_str),
+            history.written.get(&key),
+            owners.get(&key).cloned().unwrap_or_default(),
+            gets.join(", "),
+            held.get(&key)
+                .map_or("-".to_string(), |r| describe_holding(r))
+        ));
     }
     Ok(verdict)
 }

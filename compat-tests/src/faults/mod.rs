@@ -8,7 +8,8 @@
 //!    `127.0.0.Xk` and announces `127.0.0.Yk`, the proxy's address, so that
 //!    every peer connection to it crosses its proxy, while its outgoing peer
 //!    connections start from `127.0.0.Xk` so the proxy knows the caller;
-//! 2. starts the workloads ([`workloads`]: set-union, register, deletes),
+//! 2. starts the workloads ([`workloads`]: set-union, register, deletes,
+//!    batches),
 //!    each client a thread talking straight to the nodes' client ports;
 //! 3. runs a seeded nemesis schedule ([`nemesis`]): kill -9 and restart,
 //!    SIGSTOP / SIGCONT, partitions through the proxies, and mixes;
@@ -19,7 +20,8 @@
 //! 5. checks ([`checker`]): every acknowledged set-union element is
 //!    present and nothing never attempted is; registers: what
 //!    last-write-wins hid (reported, not a failure); no deleted key reads
-//!    back a value; acknowledged but never deleted keys keep theirs.
+//!    back a value; acknowledged but never deleted keys keep theirs; every
+//!    acknowledged key of a batched write (MSET, pipelined SETs) reads back.
 //!
 //! `FAULTS_NODE_ARGS` (whitespace-separated) appends options to every
 //! node's command line, e.g. `FAULTS_NODE_ARGS="--fallback-acks-count false"`.
@@ -46,7 +48,7 @@ pub use proxy::{Proxies, ProxyStats};
 pub use rng::{seed_from_env, Rng};
 pub use workloads::WorkloadConfig;
 
-use checker::{DeleteVerdict, RegisterVerdict, SetVerdict};
+use checker::{BatchVerdict, DeleteVerdict, RegisterVerdict, SetVerdict};
 use nemesis::{Fault, NemesisLog, Schedule};
 use workloads::{register_key, set_key, History, Workloads};
 
@@ -131,6 +133,7 @@ impl Profile {
                 register_keys: 4,
                 register_clients: 2,
                 delete_clients: 2,
+                batch_clients: 1,
                 pace: Duration::from_millis(15),
             },
             convergence_timeout: Duration::from_secs(120),
@@ -157,6 +160,7 @@ impl Profile {
                 register_keys: 4,
                 register_clients: 3,
                 delete_clients: 2,
+                batch_clients: 2,
                 pace: Duration::from_millis(15),
             },
             convergence_timeout: Duration::from_secs(120),
@@ -205,8 +209,10 @@ pub struct Report {
     pub register: RegisterVerdict,
     /// deletes
     pub deletes: DeleteVerdict,
+    /// batches
+    pub batches: BatchVerdict,
     /// Errors the clients met, per workload.
-    pub errors: [String; 3],
+    pub errors: [String; 4],
     /// The first error of each kind, per workload.
     pub error_examples: Vec<String>,
 }
@@ -251,6 +257,10 @@ impl Report {
             &self.deletes.undeleted,
         );
         list("deletes: kept keys lost", &self.deletes.kept_lost);
+        list(
+            "batches: acknowledged keys lost or changed",
+            &self.batches.lost,
+        );
         if let Err(e) = &self.recovered {
             failures.push(format!("recovery: {e}"));
         }
@@ -402,6 +412,17 @@ impl Report {
                 examples(&d.undeleted_by_skew)
             ));
         }
+        let b = &self.batches;
+        out.push(format!(
+            "batches ({} MSETs, {} pipelines of SET): {} keys acknowledged, {} indeterminate, \
+             lost {}; errors {}",
+            b.batches.0,
+            b.batches.1,
+            b.written,
+            b.indeterminate,
+            b.lost.len(),
+            self.errors[3]
+        ));
         out.push(format!(
             "convergence: every node up with no hint {} after the heal; every replica of {} keys \
              identical {} after the heal (bound {:?})",
@@ -531,6 +552,8 @@ pub fn run(profile: &Profile, seed: u64) -> Report {
     keys.extend((0..profile.workloads.register_keys).map(register_key));
     keys.extend(history.deletes.written.keys().cloned());
     keys.extend(history.deletes.write_indeterminate.iter().cloned());
+    keys.extend(history.batches.written.keys().cloned());
+    keys.extend(history.batches.indeterminate.iter().cloned());
     let owners = checker::owners(&cluster, &keys).unwrap_or_else(|e| panic!("DYNAMO OWNERS: {e}"));
     let remaining = profile.convergence_timeout.saturating_sub(heal.elapsed());
     let converged =
@@ -549,11 +572,14 @@ pub fn run(profile: &Profile, seed: u64) -> Report {
             .unwrap_or_else(|e| panic!("register check: {e}"));
     let deletes = checker::check_deletes(&cluster, &history.deletes, &owners)
         .unwrap_or_else(|e| panic!("delete check: {e}"));
+    let batches = checker::check_batches(&cluster, &history.batches, &owners)
+        .unwrap_or_else(|e| panic!("batch check: {e}"));
     let mut error_examples = Vec::new();
     for (workload, errors) in [
         ("set-union", &history.set.errors),
         ("register", &history.register.errors),
         ("deletes", &history.deletes.errors),
+        ("batches", &history.batches.errors),
     ] {
         error_examples.extend(
             errors
@@ -588,10 +614,12 @@ pub fn run(profile: &Profile, seed: u64) -> Report {
         set,
         register,
         deletes,
+        batches,
         errors: [
             history.set.errors.summary(),
             history.register.errors.summary(),
             history.deletes.errors.summary(),
+            history.batches.errors.summary(),
         ],
         error_examples,
     }

@@ -20,6 +20,11 @@
 //!   (`:1` and `:0` are both acknowledged), then never written again. Keys
 //!   still waiting for their `DEL` when the run ends are *kept*: their value
 //!   must survive.
+//! - **batches** (`fu:batch:c{client}-{n}:{i}`): write-once keys written
+//!   [`BATCH_KEYS`] at a time, as one `MSET` or as a pipeline of plain
+//!   `SET`s (the coordinator's batched path: one quorum per key, one
+//!   message per replica); a key is acknowledged when its `MSET` or its own
+//!   `SET` in the pipeline answered `OK`, and must then read back its value.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -42,6 +47,9 @@ const DELETE_AFTER: Duration = Duration::from_secs(1);
 /// fail (a client only moves after an error) and stay on the majority side.
 const REDRAW_CHANCE: f64 = 0.02;
 
+/// Keys one batch-workload operation writes.
+pub const BATCH_KEYS: usize = 4;
+
 /// How many clients and keys each workload uses.
 #[derive(Debug, Clone)]
 pub struct WorkloadConfig {
@@ -55,6 +63,8 @@ pub struct WorkloadConfig {
     pub register_clients: usize,
     /// Clients of the delete workload (each with its own keys).
     pub delete_clients: usize,
+    /// Clients of the batch workload (each with its own keys).
+    pub batch_clients: usize,
     /// Least time between two operations of one client.
     pub pace: Duration,
 }
@@ -217,6 +227,43 @@ impl Client {
     }
 }
 
+impl Client {
+    /// Runs `pipe` (with `ignore_errors`: one result per command); errors
+    /// as [`Client::request`].
+    fn pipeline(
+        &mut self,
+        pipe: &redis::Pipeline,
+    ) -> Result<Vec<redis::RedisResult<redis::Value>>, Failure> {
+        if self.con.is_none() {
+            self.node = self.rng.below(self.urls.len());
+            let url = self.urls[self.node].clone();
+            match connect(&url, CLIENT_TIMEOUT) {
+                Ok(con) => self.con = Some(con),
+                Err(e) => {
+                    self.errors.note("pipeline", &format!("{url}: {e}"));
+                    std::thread::sleep(ERROR_BACKOFF);
+                    return Err(Failure::NotSent);
+                }
+            }
+        }
+        let con = self.con.as_mut().expect("connected");
+        match pipe.query::<Vec<redis::RedisResult<redis::Value>>>(con) {
+            Ok(results) => {
+                for error in results.iter().filter_map(|r| r.as_ref().err()) {
+                    self.errors.note("SET", &error.to_string());
+                }
+                Ok(results)
+            }
+            Err(e) => {
+                self.errors.note("pipeline", &e.to_string());
+                std::thread::sleep(ERROR_BACKOFF);
+                self.con = None;
+                Err(Failure::Lost)
+            }
+        }
+    }
+}
+
 fn is_ok(value: &redis::Value) -> bool {
     match value {
         redis::Value::Okay => true,
@@ -299,6 +346,23 @@ pub struct DeleteHistory {
     pub errors: Errors,
 }
 
+/// What the batch clients did.
+#[derive(Debug, Default)]
+pub struct BatchHistory {
+    /// Acknowledged keys with their value: each must read back.
+    pub written: BTreeMap<String, String>,
+    /// Keys whose write got an error or no answer (not checked).
+    pub indeterminate: Vec<String>,
+    /// Batches sent as `MSET` and as pipelines.
+    pub msets: u64,
+    /// Batches sent as pipelines of `SET`.
+    pub pipelines: u64,
+    /// Per key: how, through which node and when it was written.
+    pub trace: HashMap<String, String>,
+    /// Errors met.
+    pub errors: Errors,
+}
+
 /// Everything the workloads recorded.
 #[derive(Debug, Default)]
 pub struct History {
@@ -308,6 +372,8 @@ pub struct History {
     pub register: RegisterHistory,
     /// deletes
     pub deletes: DeleteHistory,
+    /// batches
+    pub batches: BatchHistory,
 }
 
 /// Running workload threads.
@@ -316,6 +382,7 @@ pub struct Workloads {
     set: Vec<JoinHandle<SetHistory>>,
     register: Vec<JoinHandle<RegisterHistory>>,
     deletes: Vec<JoinHandle<DeleteHistory>>,
+    batches: Vec<JoinHandle<BatchHistory>>,
 }
 
 impl Workloads {
@@ -334,6 +401,7 @@ impl Workloads {
             set: Vec::new(),
             register: Vec::new(),
             deletes: Vec::new(),
+            batches: Vec::new(),
         };
         for id in 0..config.set_clients {
             let client = Client::new(Rng::stream(seed, 100 + id as u64), Arc::clone(&urls));
@@ -362,6 +430,16 @@ impl Workloads {
                 std::thread::Builder::new()
                     .name(format!("faults-deletes-{id}"))
                     .spawn(move || deletes(id, client, pace, start, &stop))
+                    .expect("spawning a workload client"),
+            );
+        }
+        for id in 0..config.batch_clients {
+            let client = Client::new(Rng::stream(seed, 400 + id as u64), Arc::clone(&urls));
+            let (stop, pace) = (Arc::clone(&stop), config.pace);
+            workloads.batches.push(
+                std::thread::Builder::new()
+                    .name(format!("faults-batches-{id}"))
+                    .spawn(move || batches(id, client, pace * 2, start, &stop))
                     .expect("spawning a workload client"),
             );
         }
@@ -398,6 +476,16 @@ impl Workloads {
             d.set_ops.extend(log.set_ops);
             d.del_ops.extend(log.del_ops);
             d.errors.merge(log.errors);
+        }
+        for handle in self.batches.drain(..) {
+            let log = handle.join().expect("a batch client panicked");
+            let b = &mut history.batches;
+            b.written.extend(log.written);
+            b.indeterminate.extend(log.indeterminate);
+            b.msets += log.msets;
+            b.pipelines += log.pipelines;
+            b.trace.extend(log.trace);
+            b.errors.merge(log.errors);
         }
         history
     }
@@ -617,6 +705,84 @@ fn deletes(
         }
     }
     log.kept = waiting.into_iter().map(|(key, _)| key).collect();
+    log.errors = client.errors;
+    log
+}
+
+fn batches(
+    id: usize,
+    mut client: Client,
+    pace: Duration,
+    start: Instant,
+    stop: &AtomicBool,
+) -> BatchHistory {
+    let mut log = BatchHistory::default();
+    let mut n = 0u64;
+    let mut next = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        pace_to(&mut next, pace);
+        client.begin();
+        n += 1;
+        let pairs: Vec<(String, String)> = (0..BATCH_KEYS)
+            .map(|i| (format!("fu:batch:c{id}-{n}:{i}"), format!("v{n}-{i}")))
+            .collect();
+        let as_mset = client.rng.chance(0.5);
+        let invoked = start.elapsed();
+        // One answer per key: Some(true) acknowledged, Some(false) an
+        // error for that key, None no answer at all.
+        let (answers, how): (Vec<Option<bool>>, &str) = if as_mset {
+            log.msets += 1;
+            let mut cmd = redis::cmd("MSET");
+            for (key, value) in &pairs {
+                cmd.arg(key).arg(value);
+            }
+            let answer = match client.request::<redis::Value>("MSET", &cmd) {
+                Ok(reply) => Some(is_ok(&reply)),
+                Err(Failure::NotSent) => continue,
+                Err(_) => None,
+            };
+            (vec![answer; BATCH_KEYS], "MSET")
+        } else {
+            log.pipelines += 1;
+            let mut pipe = redis::pipe();
+            for (key, value) in &pairs {
+                pipe.cmd("SET").arg(key).arg(value);
+            }
+            // Per-command results: an error reply for one SET does not fail
+            // the others.
+            pipe.ignore_errors();
+            match client.pipeline(&pipe) {
+                Ok(replies) => (
+                    replies
+                        .iter()
+                        .map(|r| Some(matches!(r, Ok(v) if is_ok(v))))
+                        .chain(std::iter::repeat(None))
+                        .take(BATCH_KEYS)
+                        .collect(),
+                    "pipelined SET",
+                ),
+                Err(Failure::NotSent) => continue,
+                Err(_) => (vec![None; BATCH_KEYS], "pipelined SET"),
+            }
+        };
+        let completed = start.elapsed();
+        for ((key, value), answer) in pairs.into_iter().zip(answers) {
+            let outcome = match answer {
+                Some(true) => "OK",
+                Some(false) => "error",
+                None => "no answer",
+            };
+            log.trace.insert(
+                key.clone(),
+                traced(how, client.node, invoked, completed, outcome),
+            );
+            if answer == Some(true) {
+                log.written.insert(key, value);
+            } else {
+                log.indeterminate.push(key);
+            }
+        }
+    }
     log.errors = client.errors;
     log
 }
