@@ -991,9 +991,17 @@ impl Node {
                 .try_for_each(|(k, s)| self.replica.merge(k, s, now).map(drop))
                 .map(|_| Response::Ack),
             Request::ReadBatch { keys } => self.read_batch(&keys).map(Response::States),
+            // An Ack must mean every entry is stored: a batch larger than
+            // any sender makes is refused whole, never half-applied and acked.
+            Request::MergeBatch { entries } if entries.len() > super::driver::MAX_BATCH_KEYS => {
+                Ok(Response::Failed(format!(
+                    "merge batch of {} keys (max {})",
+                    entries.len(),
+                    super::driver::MAX_BATCH_KEYS
+                )))
+            }
             Request::MergeBatch { entries } => entries
                 .iter()
-                .take(super::driver::MAX_BATCH_KEYS)
                 .try_for_each(|(k, s)| self.replica.merge(k, s, now).map(drop))
                 .map(|_| Response::Ack),
         };
