@@ -201,19 +201,7 @@ impl Client {
         what: &str,
         cmd: &redis::Cmd,
     ) -> Result<T, Failure> {
-        if self.con.is_none() {
-            self.node = self.rng.below(self.urls.len());
-            let url = self.urls[self.node].clone();
-            match connect(&url, CLIENT_TIMEOUT) {
-                Ok(con) => self.con = Some(con),
-                Err(e) => {
-                    self.errors.note(what, &format!("{url}: {e}"));
-                    std::thread::sleep(ERROR_BACKOFF);
-                    return Err(Failure::NotSent);
-                }
-            }
-        }
-        let con = self.con.as_mut().expect("connected");
+        let con = self.connection(what)?;
         cmd.query(con).map_err(|e| {
             self.errors.note(what, &e.to_string());
             std::thread::sleep(ERROR_BACKOFF);
@@ -228,25 +216,31 @@ impl Client {
 }
 
 impl Client {
-    /// Runs `pipe` (with `ignore_errors`: one result per command); errors
-    /// as [`Client::request`].
-    fn pipeline(
-        &mut self,
-        pipe: &redis::Pipeline,
-    ) -> Result<Vec<redis::RedisResult<redis::Value>>, Failure> {
+    /// The connection, opened to a node drawn at random if there is none
+    /// (`NotSent` if that fails).
+    fn connection(&mut self, what: &str) -> Result<&mut redis::Connection, Failure> {
         if self.con.is_none() {
             self.node = self.rng.below(self.urls.len());
             let url = self.urls[self.node].clone();
             match connect(&url, CLIENT_TIMEOUT) {
                 Ok(con) => self.con = Some(con),
                 Err(e) => {
-                    self.errors.note("pipeline", &format!("{url}: {e}"));
+                    self.errors.note(what, &format!("{url}: {e}"));
                     std::thread::sleep(ERROR_BACKOFF);
                     return Err(Failure::NotSent);
                 }
             }
         }
-        let con = self.con.as_mut().expect("connected");
+        Ok(self.con.as_mut().expect("connected"))
+    }
+
+    /// Runs `pipe` (with `ignore_errors`: one result per command); errors
+    /// as [`Client::request`].
+    fn pipeline(
+        &mut self,
+        pipe: &redis::Pipeline,
+    ) -> Result<Vec<redis::RedisResult<redis::Value>>, Failure> {
+        let con = self.connection("pipeline")?;
         match pipe.query::<Vec<redis::RedisResult<redis::Value>>>(con) {
             Ok(results) => {
                 for error in results.iter().filter_map(|r| r.as_ref().err()) {
