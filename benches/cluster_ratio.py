@@ -58,6 +58,7 @@ from ratio import (  # noqa: E402  (after the sys.path change)
     free_ports,
     info_fields,
     log,
+    log_result,
     log_tail,
     machine_line,
     parse_benchmark,
@@ -286,13 +287,7 @@ def run_workload(label: str, ports: list[int], watched: list[Server], workload: 
     if args.verbose:
         for c in cmdlines:
             log(f"  $ {c}")
-    if res.ok:
-        log(f"  {label} {name} P{pipe}: {res.rps:,.0f} ops/s  p50 {res.p50:.3f}  "
-            f"p99 {res.p99:.3f}  p99.9 {res.p999:.3f} ms")
-    else:
-        log(f"  {label} {name} P{pipe}: FAILED: {res.error}")
-    for w in res.warnings:
-        log(f"    redis-benchmark: {w}")
+    log_result(label, name, pipe, res)
     check_alive(watched, f"{label} {name} P{pipe}")
     return res
 

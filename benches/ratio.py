@@ -290,6 +290,17 @@ class Result:
     warnings: list = field(default_factory=list)
 
 
+def log_result(label: str, name: str, pipe: int, res: "Result") -> None:
+    """Logs one redis-benchmark run: its figures or its failure, then its warnings."""
+    if res.ok:
+        log(f"  {label} {name} P{pipe}: {res.rps:,.0f} ops/s  "
+            f"p50 {res.p50:.3f}  p99 {res.p99:.3f}  p99.9 {res.p999:.3f} ms")
+    else:
+        log(f"  {label} {name} P{pipe}: FAILED: {res.error}")
+    for w in res.warnings:
+        log(f"    redis-benchmark: {w}")
+
+
 def median_result(results: list) -> "Result":
     """The median of each figure over the runs (a failed run fails the lot)."""
     failed = [r for r in results if not r.ok]
@@ -714,13 +725,7 @@ def main(argv: list[str]) -> int:
                     res, cmdline = run_benchmark(srv.port, test, pipe, n, args)
                     if args.verbose:
                         log(f"  $ {cmdline}")
-                    if res.ok:
-                        log(f"  {srv.label} {name} P{pipe}: {res.rps:,.0f} ops/s  "
-                            f"p50 {res.p50:.3f}  p99 {res.p99:.3f}  p99.9 {res.p999:.3f} ms")
-                    else:
-                        log(f"  {srv.label} {name} P{pipe}: FAILED: {res.error}")
-                    for w in res.warnings:
-                        log(f"    redis-benchmark: {w}")
+                    log_result(srv.label, name, pipe, res)
                     runs.setdefault((srv.key, test, pipe), []).append(res)
                     if srv.proc is not None and srv.proc.poll() is not None:
                         raise BenchError(f"{srv.label} exited with status "
