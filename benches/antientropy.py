@@ -52,6 +52,7 @@ from ratio import (  # noqa: E402  (after the sys.path change)
     free_ports,
     info_fields,
     log,
+    log_result,
     log_tail,
     machine_line,
     parse_benchmark,
@@ -346,16 +347,6 @@ def merge_runs(runs: list[GetRun]) -> Result:
     return merged
 
 
-def log_result(what: str, res: Result, wall: float | None) -> None:
-    if res.ok:
-        log(f"  GET {what}: {res.rps:,.0f} ops/s  p50 {res.p50:.3f}  p99 {res.p99:.3f}  "
-            f"p99.9 {res.p999:.3f} ms  ({wall:.1f}s)")
-    else:
-        log(f"  GET {what}: FAILED: {res.error}")
-    for w in res.warnings:
-        log(f"    redis-benchmark: {w}")
-
-
 # --------------------------------------------------------------------------- #
 # one missed fraction
 
@@ -454,9 +445,9 @@ def run_fraction(run: FractionRun, root: Path, dynamo_bin: Path,
         sync_end = t_done if t_done is not None else time.monotonic()
         covered = sum(max(0.0, min(sync_end, c.ended) - c.started) for c in chunks)
         run.during_overlap = covered / max(run.during_wall_s, 1e-9)
-        log_result(f"during the resync ({len(chunks)} runs of -n {args.chunk_requests}, "
+        log_result(f"GET during the resync ({len(chunks)} runs of -n {args.chunk_requests}, "
                    f"sync running for {100 * run.during_overlap:.0f}% of them)",
-                   run.during, run.during_wall_s)
+                   run.during, f"  ({run.during_wall_s:.1f}s)")
         check_alive(cluster.nodes, "the GET runs during the resync")
 
         # Exchanges count their bytes when they end: wait until the repairs
@@ -492,7 +483,7 @@ def run_fraction(run: FractionRun, root: Path, dynamo_bin: Path,
             get_after.finish()
             run.after = merge_runs([get_after])
             run.after_wall_s = get_after.ended - get_after.started
-            log_result("after the resync", run.after, run.after_wall_s)
+            log_result("GET after the resync", run.after, f"  ({run.after_wall_s:.1f}s)")
             check_alive(cluster.nodes, "the GET run after the resync")
         run.final_node3_keys = stored_keys(n3)
         run.node_keys = [stored_keys(n) for n in cluster.nodes]

@@ -51,6 +51,7 @@ from ratio import (  # noqa: E402  (after the sys.path change)
     Result,
     Server,
     cli,
+    dbsize,
     median_result,
     default_bin,
     fmt_kib,
@@ -287,7 +288,7 @@ def run_workload(label: str, ports: list[int], watched: list[Server], workload: 
     if args.verbose:
         for c in cmdlines:
             log(f"  $ {c}")
-    log_result(label, name, pipe, res)
+    log_result(f"{label} {name} P{pipe}", res)
     check_alive(watched, f"{label} {name} P{pipe}")
     return res
 
@@ -544,12 +545,8 @@ def main(argv: list[str]) -> int:
                 results[(test, pipe)] = median_result(runs[(label, workload)])
 
         redis.memory["vmrss_kib"] = proc_rss_kib(redis.proc.pid)
-        try:
-            r = cli(redis.port, "dbsize")
-            if r.returncode == 0 and r.stdout.strip().isdigit():
-                redis.memory["dbsize"] = r.stdout.strip()
-        except subprocess.TimeoutExpired:
-            pass
+        if (size := dbsize(redis.port)) is not None:
+            redis.memory["dbsize"] = size
         stop_server(redis)
         for c in clusters:
             for node in c.nodes:

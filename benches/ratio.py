@@ -290,15 +290,26 @@ class Result:
     warnings: list = field(default_factory=list)
 
 
-def log_result(label: str, name: str, pipe: int, res: "Result") -> None:
-    """Logs one redis-benchmark run: its figures or its failure, then its warnings."""
+def log_result(what: str, res: "Result", suffix: str = "") -> None:
+    """Logs one redis-benchmark run: its figures (then `suffix`) or its
+    failure, then its warnings."""
     if res.ok:
-        log(f"  {label} {name} P{pipe}: {res.rps:,.0f} ops/s  "
-            f"p50 {res.p50:.3f}  p99 {res.p99:.3f}  p99.9 {res.p999:.3f} ms")
+        log(f"  {what}: {res.rps:,.0f} ops/s  "
+            f"p50 {res.p50:.3f}  p99 {res.p99:.3f}  p99.9 {res.p999:.3f} ms{suffix}")
     else:
-        log(f"  {label} {name} P{pipe}: FAILED: {res.error}")
+        log(f"  {what}: FAILED: {res.error}")
     for w in res.warnings:
         log(f"    redis-benchmark: {w}")
+
+
+def dbsize(port: int) -> str | None:
+    """`DBSIZE` of the server on `port`, or None if it did not answer one."""
+    try:
+        r = cli(port, "dbsize")
+    except subprocess.TimeoutExpired:
+        return None
+    out = r.stdout.strip()
+    return out if r.returncode == 0 and out.isdigit() else None
 
 
 def median_result(results: list) -> "Result":
@@ -725,7 +736,7 @@ def main(argv: list[str]) -> int:
                     res, cmdline = run_benchmark(srv.port, test, pipe, n, args)
                     if args.verbose:
                         log(f"  $ {cmdline}")
-                    log_result(srv.label, name, pipe, res)
+                    log_result(f"{srv.label} {name} P{pipe}", res)
                     runs.setdefault((srv.key, test, pipe), []).append(res)
                     if srv.proc is not None and srv.proc.poll() is not None:
                         raise BenchError(f"{srv.label} exited with status "
@@ -742,12 +753,8 @@ def main(argv: list[str]) -> int:
                 except (KeyError, ValueError):
                     pass
             srv.memory["vmrss_kib"] = proc_rss_kib(srv.proc.pid)
-            try:
-                r = cli(srv.port, "dbsize")
-                if r.returncode == 0 and r.stdout.strip().isdigit():
-                    srv.memory["dbsize"] = r.stdout.strip()
-            except subprocess.TimeoutExpired:
-                pass
+            if (size := dbsize(srv.port)) is not None:
+                srv.memory["dbsize"] = size
             stop_server(srv)
         print()
         print(report(servers, args, dynamo_bin, params))

@@ -235,14 +235,12 @@ pub(super) fn split(
         // At least one state, and no more than were asked for.
         Ok(Response::States(states)) if !states.is_empty() && states.len() <= members.len() => {
             let given = states.len();
-            let mut answers: Vec<(usize, ReplicaAnswer)> = members[..given]
-                .iter()
-                .copied()
-                .zip(states.into_iter().map(ReplicaAnswer::State))
-                .collect();
-            answers.shrink_to_fit();
             Split {
-                answers,
+                answers: members[..given]
+                    .iter()
+                    .copied()
+                    .zip(states.into_iter().map(ReplicaAnswer::State))
+                    .collect(),
                 unanswered: members[given..]
                     .iter()
                     .copied()
@@ -316,33 +314,33 @@ impl Batch {
         self.replies[member] = Some(result);
     }
 
-    /// Feeds a call's answer to its machines; returns what they do next.
-    fn feed(&mut self, answered: Answered, outbox: &mut Vec<(usize, FsmOutput)>) {
-        let from = answered.from;
-        let split = split(answered.members, answered.keys, answered.result);
-        for (member, answer) in split.answers {
-            outbox.extend(
-                self.machines[member]
-                    .on_answer(from, answer)
-                    .into_iter()
-                    .map(|o| (member, o)),
-            );
-        }
-        for (member, key) in split.unanswered {
-            let request = Request::Read { key };
-            outbox.push((
-                member,
-                FsmOutput::Send {
-                    to: from,
-                    request,
-                    repair: false,
-                },
-            ));
-        }
-    }
-
     fn all_finished(&self) -> bool {
         self.machines.iter().all(Quorum::is_finished)
+    }
+}
+
+/// Feeds a call's answer to the machines it carried; what they do next
+/// goes to `outbox` (with reads the answer left out, to ask again).
+fn feed(machines: &mut [Quorum], answered: Answered, outbox: &mut Vec<(usize, FsmOutput)>) {
+    let from = answered.from;
+    let split = split(answered.members, answered.keys, answered.result);
+    for (member, answer) in split.answers {
+        outbox.extend(
+            machines[member]
+                .on_answer(from, answer)
+                .into_iter()
+                .map(|o| (member, o)),
+        );
+    }
+    for (member, key) in split.unanswered {
+        outbox.push((
+            member,
+            FsmOutput::Send {
+                to: from,
+                request: Request::Read { key },
+                repair: false,
+            },
+        ));
     }
 }
 
@@ -425,7 +423,7 @@ impl Node {
                         );
                         calls.answered(answered.from, failed);
                     }
-                    batch.feed(answered, &mut outbox);
+                    feed(&mut batch.machines, answered, &mut outbox);
                 }
                 _ = &mut timer => {
                     for (member, machine) in batch.machines.iter_mut().enumerate() {
@@ -503,28 +501,22 @@ impl Node {
     /// until every machine is done or the deadline passes.
     async fn finish_all<S>(
         self: Arc<Self>,
-        machines: Vec<Quorum>,
+        mut machines: Vec<Quorum>,
         mut inflight: S,
         deadline: tokio::time::Instant,
     ) where
         S: futures_util::Stream<Item = Answered> + Unpin,
     {
-        let waiting = machines.len();
-        let mut batch = Batch {
-            replies: (0..waiting).map(|_| None).collect(),
-            machines,
-            waiting,
-        };
-        while !batch.all_finished() {
+        while !machines.iter().all(Quorum::is_finished) {
             let mut outbox = Vec::new();
-            tokio::select! {
-                next = inflight.next() => match next {
-                    Some(answered) => batch.feed(answered, &mut outbox),
-                    None => batch.machines.iter_mut().for_each(|m| {
-                        outbox.extend(m.on_timeout().into_iter().map(|o| (0, o)));
-                    }),
-                },
-                _ = tokio::time::sleep_until(deadline) => batch.machines.iter_mut().for_each(|m| {
+            let answered = tokio::select! {
+                next = inflight.next() => next,
+                _ = tokio::time::sleep_until(deadline) => None,
+            };
+            match answered {
+                Some(answered) => feed(&mut machines, answered, &mut outbox),
+                // Nothing more can come, or the deadline passed.
+                None => machines.iter_mut().for_each(|m| {
                     outbox.extend(m.on_timeout().into_iter().map(|o| (0, o)));
                 }),
             }
@@ -539,7 +531,7 @@ impl Node {
                 }
             }
         }
-        self.finished(&batch.machines);
+        self.finished(&machines);
     }
 
     /// The machines are done: hints for the owners that missed a write.
