@@ -41,7 +41,7 @@ use crate::{
     merkle::{self, MerkleForest},
     stats::CoordinatorStats,
     storage::Engine,
-    version::{Dot, NodeId, Siblings, Version},
+    version::{Dot, EncodedSiblings, NodeId, Siblings, Version},
 };
 
 /// Replica settings.
@@ -174,6 +174,18 @@ impl Replica {
         now_ms: u64,
         decide: impl FnOnce(&Siblings) -> (Option<Write>, R),
     ) -> Result<(R, Option<Siblings>), ClusterError> {
+        let (result, stored) = self.write_encoded(key, now_ms, decide)?;
+        Ok((result, stored.map(|(state, _)| state)))
+    }
+
+    /// [`Replica::write`], also returning the stored state's encoding (what
+    /// a coordinator replicates).
+    pub fn write_encoded<R>(
+        &self,
+        key: &[u8],
+        now_ms: u64,
+        decide: impl FnOnce(&Siblings) -> (Option<Write>, R),
+    ) -> Result<(R, Option<(Siblings, EncodedSiblings)>), ClusterError> {
         let skey = keyspace::storage_key(key);
         let _guard = self.lock(&skey);
         let (current, digest) = self.load_for_write(&skey)?;
@@ -202,8 +214,8 @@ impl Replica {
         }
         self.stats.record_siblings(next.live(now_ms).count());
         CoordinatorStats::bump(&self.stats.writes);
-        self.store(&skey, &current, digest, &next, now_ms)?;
-        Ok((result, Some(next)))
+        let encoded = self.store(&skey, &current, digest, &next, None, now_ms)?;
+        Ok((result, Some((next, encoded))))
     }
 
     /// The timestamp of a write coordinated here at `now_ms`: never behind
@@ -238,13 +250,51 @@ impl Replica {
         let skey = keyspace::storage_key(key);
         let _guard = self.lock(&skey);
         let (current, digest) = self.load_for_write(&skey)?;
+        self.merge_loaded(&skey, current, digest, remote, None, now_ms)
+    }
+
+    /// [`Replica::merge`] of a state as another replica encoded it. Bytes
+    /// equal to the stored ones change nothing and are not decoded; a
+    /// merge that gives exactly the remote state stores its bytes as they
+    /// came (a replicated write, the common case, is encoded once, by its
+    /// coordinator).
+    pub fn merge_encoded(
+        &self,
+        key: &[u8],
+        remote: &EncodedSiblings,
+        now_ms: u64,
+    ) -> Result<bool, ClusterError> {
+        let skey = keyspace::storage_key(key);
+        let _guard = self.lock(&skey);
+        let raw = self.engine.get(&skey)?;
+        if raw.as_deref() == Some(remote.as_bytes()) {
+            return Ok(false);
+        }
+        let theirs = remote.decode()?;
+        self.observe(&theirs, now_ms);
+        let (current, digest) = self.decode_for_write(&skey, raw)?;
+        self.merge_loaded(&skey, current, digest, &theirs, Some(remote), now_ms)
+    }
+
+    /// Merges `remote` (encoded as `remote_bytes`, if known) into `current`,
+    /// the stored state of `skey`, under the key's lock.
+    fn merge_loaded(
+        &self,
+        skey: &[u8],
+        current: Siblings,
+        digest: Option<u128>,
+        remote: &Siblings,
+        remote_bytes: Option<&EncodedSiblings>,
+        now_ms: u64,
+    ) -> Result<bool, ClusterError> {
         let mut next = current.clone();
         next.merge(remote);
         if next == current {
             return Ok(false);
         }
         CoordinatorStats::bump(&self.stats.merges);
-        self.store(&skey, &current, digest, &next, now_ms)?;
+        let encoded = remote_bytes.filter(|_| next == *remote).cloned();
+        self.store(skey, &current, digest, &next, encoded, now_ms)?;
         Ok(true)
     }
 
@@ -254,6 +304,15 @@ impl Replica {
         stripe
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The stored state of `key` as stored, not decoded (the empty state's
+    /// encoding if none): what a replica answers a quorum read with.
+    pub fn read_encoded(&self, key: &[u8]) -> Result<EncodedSiblings, ClusterError> {
+        Ok(match self.engine.get(&keyspace::storage_key(key))? {
+            Some(raw) => EncodedSiblings::from_stored(Bytes::from(raw)),
+            None => EncodedSiblings::empty(),
+        })
     }
 
     fn load(&self, skey: &[u8]) -> Result<Siblings, ClusterError> {
@@ -268,7 +327,17 @@ impl Replica {
     /// its stored bytes (what the tree holds for the key), computed from the
     /// bytes just read rather than by encoding the state again.
     fn load_for_write(&self, skey: &[u8]) -> Result<(Siblings, Option<u128>), ClusterError> {
-        let Some(raw) = self.engine.get(skey)? else {
+        let raw = self.engine.get(skey)?;
+        self.decode_for_write(skey, raw)
+    }
+
+    /// [`Replica::load_for_write`] of bytes already read.
+    fn decode_for_write(
+        &self,
+        skey: &[u8],
+        raw: Option<Vec<u8>>,
+    ) -> Result<(Siblings, Option<u128>), ClusterError> {
+        let Some(raw) = raw else {
             return Ok((Siblings::default(), None));
         };
         let digest = match (self.merkle.get(), keyspace::split_storage_key(skey)) {
@@ -360,8 +429,10 @@ impl Replica {
         before: &Siblings,
         before_digest: Option<u128>,
         next: &Siblings,
+        encoded: Option<EncodedSiblings>,
         now_ms: u64,
-    ) -> Result<(), ClusterError> {
+    ) -> Result<EncodedSiblings, ClusterError> {
+        let encoded = encoded.unwrap_or_else(|| EncodedSiblings::encode(next));
         let existed = !before.is_empty();
         let collect = self.collect_dead_keys && next.live(now_ms).next().is_none();
         let valued_delta = if collect {
@@ -379,20 +450,19 @@ impl Replica {
                 }
             }
         } else {
-            let encoded = next.encode();
-            self.engine.put(skey, &encoded)?;
+            self.engine.put(skey, encoded.as_bytes())?;
             if !existed {
                 self.stored_keys.fetch_add(1, Ordering::Relaxed);
             }
             if self.merkle.get().is_some() {
                 if let Some((position, key)) = keyspace::split_storage_key(skey) {
-                    let new = Some(merkle::key_digest(key, &encoded));
+                    let new = Some(merkle::key_digest(key, encoded.as_bytes()));
                     self.with_merkle(|f| f.update(position, before_digest, new));
                 }
             }
         }
         self.value_keys.fetch_add(valued_delta, Ordering::Relaxed);
-        Ok(())
+        Ok(encoded)
     }
 
     /// Up to `count` keys at or after ring position `cursor`, with their
@@ -546,7 +616,7 @@ impl Replica {
                 self.stats
                     .expired_purged
                     .fetch_add(purged as u64, Ordering::Relaxed);
-                self.store(&skey, &current, digest, &next_state, now_ms)?;
+                self.store(&skey, &current, digest, &next_state, None, now_ms)?;
             }
         }
         Ok(next)

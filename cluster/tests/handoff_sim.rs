@@ -154,10 +154,10 @@ impl Sim {
             Request::Read { key } => {
                 let mut state = node.replica.read(&key).unwrap();
                 state.merge(&node.hints.read_key(&key).unwrap());
-                ReplicaAnswer::State(state)
+                ReplicaAnswer::of(&state)
             }
-            Request::Merge { key, siblings } => {
-                node.replica.merge(&key, &siblings, 0).unwrap();
+            Request::Merge { key, state } => {
+                node.replica.merge_encoded(&key, &state, 0).unwrap();
                 ReplicaAnswer::Stored
             }
             Request::HintedMerge {

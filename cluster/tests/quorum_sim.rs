@@ -116,9 +116,11 @@ impl Sim {
 
     fn handle(&self, at: usize, request: Request) -> ReplicaAnswer {
         match request {
-            Request::Read { key } => ReplicaAnswer::State(self.replicas[at].read(&key).unwrap()),
-            Request::Merge { key, siblings } => {
-                self.replicas[at].merge(&key, &siblings, 0).unwrap();
+            Request::Read { key } => {
+                ReplicaAnswer::State(self.replicas[at].read_encoded(&key).unwrap())
+            }
+            Request::Merge { key, state } => {
+                self.replicas[at].merge_encoded(&key, &state, 0).unwrap();
                 ReplicaAnswer::Stored
             }
             other => panic!("unexpected request {other:?}"),

@@ -34,19 +34,27 @@ use bytes::Bytes;
 
 use super::ClusterError;
 use crate::{
-    version::{NodeId, Siblings},
+    version::{EncodedSiblings, NodeId, Siblings},
     wire::Request,
 };
 
 /// A replica's answer as the state machines see it.
 #[derive(Debug, Clone)]
 pub enum ReplicaAnswer {
-    /// The replica's stored state of the key.
-    State(Siblings),
+    /// The replica's stored state of the key, as it stores it (decoded, and
+    /// so validated, by the read before it counts).
+    State(EncodedSiblings),
     /// The replica merged and stored what it was sent.
     Stored,
     /// The replica could not be reached or failed the request.
     Failed,
+}
+
+impl ReplicaAnswer {
+    /// The answer of a replica that holds `state`.
+    pub fn of(state: &Siblings) -> ReplicaAnswer {
+        ReplicaAnswer::State(EncodedSiblings::encode(state))
+    }
 }
 
 /// What the runtime must do next.
@@ -73,10 +81,19 @@ pub struct GetFsm {
     no_repair: Vec<NodeId>,
     sent: usize,
     r: usize,
-    answered: Vec<(NodeId, Option<Siblings>)>,
-    merged: Siblings,
+    /// Who answered: `None` for a failure, else whether the state it sent
+    /// equals [`GetFsm::merged`] as it is now.
+    answered: Vec<(NodeId, Option<bool>)>,
+    merged: Option<Merged>,
     replied: bool,
     finished: bool,
+}
+
+/// The merge of the states read so far, decoded and encoded.
+#[derive(Debug)]
+struct Merged {
+    state: Siblings,
+    encoded: EncodedSiblings,
 }
 
 impl GetFsm {
@@ -111,8 +128,8 @@ impl GetFsm {
             no_repair: Vec::new(),
             sent,
             r,
-            answered: Vec::new(),
-            merged: Siblings::default(),
+            answered: Vec::with_capacity(sent),
+            merged: None,
             replied: false,
             finished: false,
         };
@@ -150,37 +167,87 @@ impl GetFsm {
         {
             return out;
         }
-        match answer {
-            ReplicaAnswer::State(state) => {
-                // Replicas usually agree: the first state is the merge so
-                // far, and an equal one changes nothing (merging is a join).
-                if self.successes() == 0 {
-                    self.merged = state.clone();
-                } else if self.merged != state {
-                    self.merged.merge(&state);
-                }
-                self.answered.push((from, Some(state)));
-            }
-            ReplicaAnswer::Stored | ReplicaAnswer::Failed => {
-                self.answered.push((from, None));
-                // Ask the next target in place of the failed one.
-                self.ask_next(&mut out);
-            }
+        let in_sync = match answer {
+            ReplicaAnswer::State(encoded) => self.take_in(encoded),
+            ReplicaAnswer::Stored | ReplicaAnswer::Failed => None,
+        };
+        self.answered.push((from, in_sync));
+        if in_sync.is_none() {
+            // Ask the next target in place of the failed one.
+            self.ask_next(&mut out);
         }
         let ok = self.successes();
         let failed = self.answered.len() - ok;
+        let all_in = self.answered.len() == self.sent;
         if !self.replied {
             if ok >= self.r {
                 self.replied = true;
-                out.push(FsmOutput::Reply(Ok(self.merged.clone())));
+                let merged = self.merged.as_mut().expect("a state was read");
+                // Nothing can change the merge once every asked replica
+                // answered: it is handed over rather than copied.
+                let state = if all_in {
+                    std::mem::take(&mut merged.state)
+                } else {
+                    merged.state.clone()
+                };
+                out.push(FsmOutput::Reply(Ok(state)));
             } else if failed > self.targets.len() - self.r {
                 self.reply_unavailable(&mut out);
             }
         }
-        if self.answered.len() == self.sent {
+        if all_in {
             self.finish(&mut out);
         }
         out
+    }
+
+    /// Folds a replica's state into the merge. Returns whether it equals the
+    /// merge afterwards, or `None` if it does not decode (the replica then
+    /// counts as failed). Replicas usually agree: an answer equal to the
+    /// merge, byte for byte, is taken without decoding.
+    fn take_in(&mut self, encoded: EncodedSiblings) -> Option<bool> {
+        let Some(merged) = &mut self.merged else {
+            let state = self.decoded(&encoded)?;
+            self.merged = Some(Merged { state, encoded });
+            return Some(true);
+        };
+        if merged.encoded == encoded {
+            return Some(true);
+        }
+        let theirs = match encoded.decode() {
+            Ok(state) => state,
+            Err(error) => {
+                tracing::warn!(%error, "a replica sent an unreadable state");
+                return None;
+            }
+        };
+        let mut next = merged.state.clone();
+        next.merge(&theirs);
+        if next == merged.state {
+            // It is behind the merge; the merge is unchanged.
+            return Some(false);
+        }
+        // The merge grew: whoever matched it before is now behind.
+        for (_, in_sync) in &mut self.answered {
+            if *in_sync == Some(true) {
+                *in_sync = Some(false);
+            }
+        }
+        let same = next == theirs;
+        merged.encoded = if same {
+            encoded
+        } else {
+            EncodedSiblings::encode(&next)
+        };
+        merged.state = next;
+        Some(same)
+    }
+
+    fn decoded(&self, encoded: &EncodedSiblings) -> Option<Siblings> {
+        encoded
+            .decode()
+            .map_err(|error| tracing::warn!(%error, "a replica sent an unreadable state"))
+            .ok()
     }
 
     /// The read is slow (no reply yet after the hedge delay): ask the next
@@ -235,16 +302,17 @@ impl GetFsm {
         })));
     }
 
+    /// Read repair: the merge goes to every replica whose state differed.
     fn finish(&mut self, out: &mut Vec<FsmOutput>) {
         self.finished = true;
-        for (node, state) in &self.answered {
-            let Some(state) = state else { continue };
-            if *state != self.merged && !self.no_repair.contains(node) {
+        let Some(merged) = &self.merged else { return };
+        for (node, in_sync) in &self.answered {
+            if *in_sync == Some(false) && !self.no_repair.contains(node) {
                 out.push(FsmOutput::Send {
                     to: *node,
                     request: Request::Merge {
                         key: self.key.clone(),
-                        siblings: self.merged.clone(),
+                        state: merged.encoded.clone(),
                     },
                     repair: true,
                 });
@@ -348,20 +416,31 @@ impl PutFsm {
         fallbacks_count: bool,
     ) -> (PutFsm, Vec<FsmOutput>) {
         let everyone = AckGroup::everyone(&others, None);
-        PutFsm::start_grouped(key, siblings, others, w, fallbacks_count, vec![everyone])
+        let encoded = EncodedSiblings::encode(&siblings);
+        PutFsm::start_grouped(
+            key,
+            (siblings, encoded),
+            others,
+            w,
+            fallbacks_count,
+            vec![everyone],
+        )
     }
 
     /// Like [`PutFsm::start_sloppy`], but the write succeeds only once every
     /// group has `w` acknowledgements (a ring change: W under the old ring
     /// and W under the new one), and fails as soon as one group cannot.
+    /// `stored` is the coordinator's state and its encoding, which every
+    /// owner is sent as it is.
     pub fn start_grouped(
         key: Bytes,
-        siblings: Siblings,
+        stored: (Siblings, EncodedSiblings),
         others: Vec<WriteTarget>,
         w: usize,
         fallbacks_count: bool,
         groups: Vec<AckGroup>,
     ) -> (PutFsm, Vec<FsmOutput>) {
+        let (siblings, encoded) = stored;
         let mut out: Vec<FsmOutput> = others
             .iter()
             .map(|target| FsmOutput::Send {
@@ -369,7 +448,7 @@ impl PutFsm {
                 request: match target.hint_for {
                     None => Request::Merge {
                         key: key.clone(),
-                        siblings: siblings.clone(),
+                        state: encoded.clone(),
                     },
                     Some(owner) => Request::HintedMerge {
                         key: key.clone(),
@@ -572,23 +651,23 @@ mod tests {
         assert_eq!(out.len(), 3, "one read per target");
         let fresh = state(9, 1, "v");
         assert!(fsm
-            .on_answer(2, ReplicaAnswer::State(fresh.clone()))
+            .on_answer(2, ReplicaAnswer::of(&fresh.clone()))
             .is_empty());
         // A duplicate answer and an answer from a stranger change nothing.
         assert!(fsm
-            .on_answer(2, ReplicaAnswer::State(fresh.clone()))
+            .on_answer(2, ReplicaAnswer::of(&fresh.clone()))
             .is_empty());
         assert!(fsm
-            .on_answer(7, ReplicaAnswer::State(fresh.clone()))
+            .on_answer(7, ReplicaAnswer::of(&fresh.clone()))
             .is_empty());
-        let out = fsm.on_answer(1, ReplicaAnswer::State(Siblings::default()));
+        let out = fsm.on_answer(1, ReplicaAnswer::of(&Siblings::default()));
         match replies(&out)[..] {
             [Ok(merged)] => assert_eq!(merged, &fresh),
             ref other => panic!("expected one Ok reply, got {other:?}"),
         }
         assert!(!fsm.is_finished(), "still waiting for node 3");
         // The late answer is stale too; both stale replicas get the merge.
-        let out = fsm.on_answer(3, ReplicaAnswer::State(Siblings::default()));
+        let out = fsm.on_answer(3, ReplicaAnswer::of(&Siblings::default()));
         assert!(replies(&out).is_empty(), "replies exactly once");
         let mut repaired = repairs(&out);
         repaired.sort();
@@ -600,9 +679,9 @@ mod tests {
     fn get_never_repairs_a_fallback() {
         let (fsm, _) = GetFsm::start(Bytes::from("k"), vec![1, 2, 4], 2);
         let mut fsm = fsm.without_repair_to(vec![4]);
-        fsm.on_answer(1, ReplicaAnswer::State(state(9, 1, "v")));
-        fsm.on_answer(2, ReplicaAnswer::State(Siblings::default()));
-        let out = fsm.on_answer(4, ReplicaAnswer::State(Siblings::default()));
+        fsm.on_answer(1, ReplicaAnswer::of(&state(9, 1, "v")));
+        fsm.on_answer(2, ReplicaAnswer::of(&Siblings::default()));
+        let out = fsm.on_answer(4, ReplicaAnswer::of(&Siblings::default()));
         assert_eq!(
             repairs(&out),
             vec![2],
@@ -640,7 +719,7 @@ mod tests {
             .collect();
         assert_eq!(asked, vec![1, 2]);
         assert!(
-            fsm.on_answer(3, ReplicaAnswer::State(state(9, 1, "v")))
+            fsm.on_answer(3, ReplicaAnswer::of(&state(9, 1, "v")))
                 .is_empty(),
             "3 was not asked"
         );
@@ -653,8 +732,8 @@ mod tests {
                 ..
             }]
         ));
-        fsm.on_answer(1, ReplicaAnswer::State(Siblings::default()));
-        let out = fsm.on_answer(3, ReplicaAnswer::State(state(9, 1, "v")));
+        fsm.on_answer(1, ReplicaAnswer::of(&Siblings::default()));
+        let out = fsm.on_answer(3, ReplicaAnswer::of(&state(9, 1, "v")));
         assert_eq!(replies(&out).len(), 1);
         assert_eq!(repairs(&out), vec![1]);
         assert!(fsm.is_finished());
@@ -667,14 +746,14 @@ mod tests {
             GetFsm::start_with_fanout(Bytes::from_static(b"k"), vec![a, b, c], 2, 2);
         assert_eq!(out.len(), 2, "R targets at first");
         let v1 = state(a, 1, "v1");
-        assert!(replies(&fsm.on_answer(a, ReplicaAnswer::State(v1.clone()))).is_empty());
+        assert!(replies(&fsm.on_answer(a, ReplicaAnswer::of(&v1.clone()))).is_empty());
         // b is stalled: the hedge asks c.
         let hedge = fsm.on_hedge();
         assert!(matches!(
             hedge.as_slice(),
             [FsmOutput::Send { to, repair: false, .. }] if *to == c
         ));
-        let out = fsm.on_answer(c, ReplicaAnswer::State(v1.clone()));
+        let out = fsm.on_answer(c, ReplicaAnswer::of(&v1.clone()));
         match replies(&out)[..] {
             [Ok(merged)] => assert_eq!(merged, &v1),
             ref other => panic!("expected one reply, got {other:?}"),
@@ -683,7 +762,7 @@ mod tests {
         // Nothing is left to hedge with, and a replied read hedges no more.
         assert!(fsm.on_hedge().is_empty());
         // b answers late and stale: it is repaired, the reply is not repeated.
-        let out = fsm.on_answer(b, ReplicaAnswer::State(Siblings::default()));
+        let out = fsm.on_answer(b, ReplicaAnswer::of(&Siblings::default()));
         assert!(replies(&out).is_empty());
         assert_eq!(repairs(&out), vec![b]);
         assert!(fsm.is_finished());
@@ -695,8 +774,8 @@ mod tests {
         assert!(fsm.on_hedge().is_empty(), "all three were asked already");
         let (mut fsm, _) = GetFsm::start_with_fanout(Bytes::from_static(b"k"), vec![1, 2, 3], 2, 2);
         let v = state(1, 1, "v");
-        fsm.on_answer(1, ReplicaAnswer::State(v.clone()));
-        fsm.on_answer(2, ReplicaAnswer::State(v));
+        fsm.on_answer(1, ReplicaAnswer::of(&v.clone()));
+        fsm.on_answer(2, ReplicaAnswer::of(&v));
         assert!(fsm.has_replied());
         assert!(fsm.on_hedge().is_empty());
     }
@@ -704,7 +783,7 @@ mod tests {
     #[test]
     fn get_timeout_replies_with_what_arrived_and_repairs_with_it() {
         let (mut fsm, _) = GetFsm::start(Bytes::from("k"), vec![1, 2, 3], 2);
-        fsm.on_answer(1, ReplicaAnswer::State(state(9, 1, "v")));
+        fsm.on_answer(1, ReplicaAnswer::of(&state(9, 1, "v")));
         let out = fsm.on_timeout();
         assert!(matches!(
             replies(&out)[..],
@@ -722,7 +801,7 @@ mod tests {
             let (mut fsm, _) = GetFsm::start(Bytes::from("k"), vec![1, 2, 3], 2);
             let mut out = Vec::new();
             for (from, s) in order {
-                out.extend(fsm.on_answer(from, ReplicaAnswer::State(s.clone())));
+                out.extend(fsm.on_answer(from, ReplicaAnswer::of(&s.clone())));
             }
             match out.into_iter().find_map(|o| match o {
                 FsmOutput::Reply(r) => Some(r),
@@ -736,6 +815,107 @@ mod tests {
         let ba = run([(2, &b), (1, &a)]);
         assert_eq!(ab, ba);
         assert_eq!(ab.live(0).count(), 2, "concurrent versions both kept");
+    }
+
+    #[test]
+    fn repairs_go_to_exactly_the_replicas_whose_state_differs_from_the_final_merge() {
+        let a = state(1, 1, "a");
+        let b = state(2, 1, "b");
+        let mut ab = a.clone();
+        ab.merge(&b);
+        let newer = {
+            // Supersedes both a and b.
+            let mut s = ab.clone();
+            s.apply_write(
+                &ab.context().clone(),
+                Version::put(
+                    Dot {
+                        node: 3,
+                        counter: 1,
+                    },
+                    2,
+                    None,
+                    Bytes::from("c"),
+                ),
+            );
+            s
+        };
+        // Answers in order -> nodes expected to be repaired.
+        type Answers<'a> = Vec<(NodeId, &'a Siblings)>;
+        let cases: Vec<(Answers, Vec<NodeId>)> = vec![
+            // Equal states: no repair at all.
+            (vec![(1, &a), (2, &a), (3, &a)], vec![]),
+            // Two concurrent states: the merge differs from both.
+            (vec![(1, &a), (2, &b), (3, &ab)], vec![1, 2]),
+            // The merge grows twice: only the last, dominating, one is current.
+            (vec![(1, &a), (2, &b), (3, &newer)], vec![1, 2]),
+            (vec![(3, &newer), (1, &a), (2, &newer)], vec![1]),
+            // A replica behind the merge, then one equal to the first.
+            (vec![(1, &ab), (2, &a), (3, &ab)], vec![2]),
+        ];
+        for (answers, expected) in cases {
+            let (mut fsm, _) = GetFsm::start(Bytes::from("k"), vec![1, 2, 3], 2);
+            let mut out = Vec::new();
+            for (from, s) in &answers {
+                out.extend(fsm.on_answer(*from, ReplicaAnswer::of(s)));
+            }
+            assert!(fsm.is_finished());
+            let mut repaired = repairs(&out);
+            repaired.sort_unstable();
+            assert_eq!(repaired, expected, "answers {answers:?}");
+            let mut want = Siblings::default();
+            for (_, s) in &answers[..2] {
+                want.merge(s);
+            }
+            assert!(
+                matches!(replies(&out)[..], [Ok(got)] if *got == want),
+                "reply is the merge of the first R answers"
+            );
+            for o in &out {
+                if let FsmOutput::Send {
+                    request: Request::Merge { state, .. },
+                    repair: true,
+                    ..
+                } = o
+                {
+                    let mut all = Siblings::default();
+                    for (_, s) in &answers {
+                        all.merge(s);
+                    }
+                    assert_eq!(
+                        state.decode().unwrap(),
+                        all,
+                        "a repair carries the final merge"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn an_unreadable_state_counts_as_a_failure_and_the_next_replica_is_asked() {
+        let (mut fsm, _) = GetFsm::start_with_fanout(Bytes::from("k"), vec![1, 2, 3], 2, 2);
+        let good = state(1, 1, "v");
+        assert!(fsm.on_answer(1, ReplicaAnswer::of(&good)).is_empty());
+        let garbage = EncodedSiblings::from_stored(Bytes::from_static(b"\x01\x05junk"));
+        let out = fsm.on_answer(2, ReplicaAnswer::State(garbage));
+        assert!(
+            matches!(
+                &out[..],
+                [FsmOutput::Send {
+                    to: 3,
+                    repair: false,
+                    ..
+                }]
+            ),
+            "{out:?}"
+        );
+        let out = fsm.on_answer(3, ReplicaAnswer::of(&good));
+        assert!(matches!(replies(&out)[..], [Ok(got)] if *got == good));
+        assert!(
+            repairs(&out).is_empty(),
+            "nothing is sent to the garbled replica"
+        );
     }
 
     #[test]
@@ -845,7 +1025,7 @@ mod tests {
         let start = |groups: Vec<AckGroup>| {
             PutFsm::start_grouped(
                 Bytes::from("k"),
-                stored.clone(),
+                (stored.clone(), EncodedSiblings::encode(&stored)),
                 others.clone(),
                 2,
                 true,
@@ -901,8 +1081,14 @@ mod tests {
                 stand_ins: vec![],
             },
         ];
-        let (mut fsm, out) =
-            PutFsm::start_grouped(Bytes::from("k"), stored, others, 2, true, groups);
+        let (mut fsm, out) = PutFsm::start_grouped(
+            Bytes::from("k"),
+            (stored.clone(), EncodedSiblings::encode(&stored)),
+            others,
+            2,
+            true,
+            groups,
+        );
         assert!(replies(&out).is_empty(), "the 3-node group has 1 of 2");
         let out = fsm.on_answer(3, ReplicaAnswer::Stored);
         assert!(matches!(replies(&out)[..], [Ok(_)]), "W = 2 caps the 3");
@@ -940,7 +1126,7 @@ mod tests {
         let start = |fallbacks_count: bool| {
             PutFsm::start_grouped(
                 Bytes::from("k"),
-                stored.clone(),
+                (stored.clone(), EncodedSiblings::encode(&stored)),
                 others.clone(),
                 2,
                 fallbacks_count,

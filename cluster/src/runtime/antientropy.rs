@@ -34,7 +34,7 @@ use super::{node::Node, transport::TransportError};
 use crate::{
     merkle::{self, differing},
     stats::CoordinatorStats,
-    version::{NodeId, Siblings},
+    version::{EncodedSiblings, NodeId, Siblings},
     wire::{Request, Response},
 };
 
@@ -310,9 +310,9 @@ impl Node {
         }
     }
 
-    fn merge_local(&self, key: &[u8], state: &Siblings) -> bool {
+    fn merge_local(&self, key: &[u8], state: &EncodedSiblings) -> bool {
         self.replica()
-            .merge(key, state, super::now_ms())
+            .merge_encoded(key, state, super::now_ms())
             .unwrap_or(false)
     }
 

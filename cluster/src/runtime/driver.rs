@@ -41,7 +41,7 @@ use crate::{
         ClusterError,
     },
     stats::CoordinatorStats,
-    version::{NodeId, Siblings},
+    version::{EncodedSiblings, NodeId, Siblings},
     wire::{Request, Response, MAX_BATCH_REPLY_BYTES},
 };
 
@@ -103,7 +103,7 @@ pub(super) fn group(sends: Vec<(usize, NodeId, Request)>) -> Vec<Call> {
     struct Open {
         to: NodeId,
         reads: Vec<(usize, Bytes)>,
-        merges: Vec<(usize, Bytes, Siblings)>,
+        merges: Vec<(usize, Bytes, EncodedSiblings)>,
         merge_bytes: usize,
     }
     let mut open: Vec<Open> = Vec::new();
@@ -129,8 +129,8 @@ pub(super) fn group(sends: Vec<(usize, NodeId, Request)>) -> Vec<Call> {
                     calls.push(reads_call(to, std::mem::take(&mut o.reads)));
                 }
             }
-            Request::Merge { key, siblings } => {
-                let bytes = siblings.approx_bytes();
+            Request::Merge { key, state } => {
+                let bytes = state.len();
                 if !o.merges.is_empty()
                     && (o.merges.len() == MAX_BATCH_KEYS
                         || o.merge_bytes + bytes > MAX_BATCH_REPLY_BYTES)
@@ -139,7 +139,7 @@ pub(super) fn group(sends: Vec<(usize, NodeId, Request)>) -> Vec<Call> {
                     o.merge_bytes = 0;
                 }
                 o.merge_bytes += bytes;
-                o.merges.push((member, key, siblings));
+                o.merges.push((member, key, state));
             }
             other => calls.push(Call {
                 to,
@@ -176,21 +176,21 @@ fn reads_call(to: NodeId, mut reads: Vec<(usize, Bytes)>) -> Call {
     }
 }
 
-fn merges_call(to: NodeId, mut merges: Vec<(usize, Bytes, Siblings)>) -> Call {
+fn merges_call(to: NodeId, mut merges: Vec<(usize, Bytes, EncodedSiblings)>) -> Call {
     if merges.len() == 1 {
-        let (member, key, siblings) = merges.pop().expect("one merge");
+        let (member, key, state) = merges.pop().expect("one merge");
         return Call {
             to,
             members: vec![member],
-            request: Request::Merge { key, siblings },
+            request: Request::Merge { key, state },
         };
     }
     let mut members = Vec::with_capacity(merges.len());
     let entries = merges
         .into_iter()
-        .map(|(member, key, siblings)| {
+        .map(|(member, key, state)| {
             members.push(member);
-            (key, siblings)
+            (key, state)
         })
         .collect();
     Call {
@@ -254,7 +254,7 @@ pub(super) fn split(
 
 fn answer_of(result: Result<Response, TransportError>) -> ReplicaAnswer {
     match result {
-        Ok(Response::Siblings(state)) => ReplicaAnswer::State(state),
+        Ok(Response::State(state)) => ReplicaAnswer::State(state),
         Ok(Response::Ack) => ReplicaAnswer::Stored,
         _ => ReplicaAnswer::Failed,
     }
@@ -419,7 +419,7 @@ impl Node {
                     if let Some(calls) = &mut calls {
                         let failed = !matches!(
                             answered.result,
-                            Ok(Response::Siblings(_) | Response::States(_) | Response::Ack)
+                            Ok(Response::State(_) | Response::States(_) | Response::Ack)
                         );
                         calls.answered(answered.from, failed);
                     }
@@ -572,7 +572,7 @@ mod tests {
         );
         Request::Merge {
             key: Bytes::copy_from_slice(key.as_bytes()),
-            siblings,
+            state: EncodedSiblings::encode(&siblings),
         }
     }
 
@@ -628,7 +628,7 @@ mod tests {
     #[test]
     fn a_short_batch_answer_leaves_the_rest_to_ask_again_and_a_failure_fails_all() {
         let keys: Vec<Bytes> = ["a", "b", "c"].iter().map(|k| Bytes::from(*k)).collect();
-        let state = Siblings::default();
+        let state = EncodedSiblings::empty();
         let split_answer = split(
             vec![4, 5, 6],
             keys.clone(),

@@ -37,7 +37,7 @@ use crate::{
     replica::Replica,
     ring::Ring,
     stats::CoordinatorStats,
-    version::{NodeId, Payload, Siblings},
+    version::{EncodedSiblings, NodeId, Payload, Siblings},
     wire::{RemoteError, RemoteWrite, Request, Response, MAX_BATCH_REPLY_BYTES},
 };
 
@@ -697,7 +697,7 @@ impl Node {
             }
             let stored = self
                 .replica
-                .write(&key, now_ms, |_| (Some(write), ()))
+                .write_encoded(&key, now_ms, |_| (Some(write), ()))
                 .map(|(_, stored)| stored.expect("a write was decided"));
             match stored.map(|stored| self.replication(key, stored, &plan)) {
                 Ok(Ok(start)) => {
@@ -744,7 +744,7 @@ impl Node {
             if !current.is_empty() {
                 self.replica.merge(key, &current, now_ms)?;
             }
-            let (result, stored) = self.replica.write(key, now_ms, decide)?;
+            let (result, stored) = self.replica.write_encoded(key, now_ms, decide)?;
             if let Some(stored) = stored {
                 self.replicate(Bytes::copy_from_slice(key), stored, &plan)
                     .await?;
@@ -763,7 +763,7 @@ impl Node {
     async fn replicate(
         self: &Arc<Self>,
         key: Bytes,
-        stored: Siblings,
+        stored: (Siblings, EncodedSiblings),
         plan: &Plan,
     ) -> Result<Siblings, ClusterError> {
         match self.replication(key, stored, plan) {
@@ -776,16 +776,16 @@ impl Node {
     }
 
     /// The replication of a write this node stored (`stored`, its state of
-    /// the key afterwards) to the other targets of `plan`, or that state
-    /// when nobody else needs it.
+    /// the key afterwards, decoded and encoded) to the other targets of
+    /// `plan`, or that state when nobody else needs it.
     fn replication(
         &self,
         key: Bytes,
-        stored: Siblings,
+        stored: (Siblings, EncodedSiblings),
         plan: &Plan,
     ) -> Result<(Quorum, Vec<FsmOutput>), Siblings> {
         for &owner in &plan.orphans {
-            self.hold_hint(owner, &key, &stored);
+            self.hold_hint(owner, &key, &stored.0);
         }
         let others: Vec<WriteTarget> = plan
             .targets
@@ -794,7 +794,7 @@ impl Node {
             .filter(|t| t.node != self.me)
             .collect();
         if others.is_empty() && self.quorum(self.config.w, plan) <= 1 && plan.groups.is_empty() {
-            return Err(stored);
+            return Err(stored.0);
         }
         // A ring with fewer than W nodes has fewer replicas of the key than
         // W: its group needs all of them (R and W are capped the same way).
@@ -914,7 +914,7 @@ impl Node {
         let now = super::now_ms();
         let result = match request {
             Request::Ping => Ok(Response::Pong),
-            Request::Read { key } => self.read_with_hints(&key).map(Response::Siblings),
+            Request::Read { key } => self.read_with_hints(&key).map(Response::State),
             Request::HintedMerge {
                 key,
                 siblings,
@@ -924,9 +924,9 @@ impl Node {
                 Ok(false) => Ok(Response::Failed("hint store full".into())),
                 Err(e) => Err(e),
             },
-            Request::Merge { key, siblings } => self
+            Request::Merge { key, state } => self
                 .replica
-                .merge(&key, &siblings, now)
+                .merge_encoded(&key, &state, now)
                 .map(|_| Response::Ack),
             Request::Gossip(raw) => Ok(self.receive_gossip(&raw)),
             Request::Scan { cursor, count } => self
@@ -960,7 +960,7 @@ impl Node {
             Request::ReadMany { keys } => keys
                 .iter()
                 .take(super::antientropy::MAX_KEYS_PER_MESSAGE)
-                .map(|k| self.replica.read(k))
+                .map(|k| self.replica.read_encoded(k))
                 .collect::<Result<Vec<_>, _>>()
                 .map(Response::States),
             // A hint, or a copy this node keeps while not a replica of the key
@@ -1002,7 +1002,7 @@ impl Node {
             }
             Request::MergeBatch { entries } => entries
                 .iter()
-                .try_for_each(|(k, s)| self.replica.merge(k, s, now).map(drop))
+                .try_for_each(|(k, s)| self.replica.merge_encoded(k, s, now).map(drop))
                 .map(|_| Response::Ack),
         };
         result.unwrap_or_else(|e| Response::Failed(e.to_string()))
@@ -1051,18 +1051,24 @@ impl Node {
 
     /// This replica's state of `key`, with the hints it holds for the key
     /// folded in (a fallback answers reads for the owner it stands in for).
-    fn read_with_hints(&self, key: &[u8]) -> Result<Siblings, ClusterError> {
-        let mut state = self.replica.read(key)?;
-        if self.hints.total() > 0 {
-            state.merge(&self.hints.read_key(key)?);
+    fn read_with_hints(&self, key: &[u8]) -> Result<EncodedSiblings, ClusterError> {
+        let stored = self.replica.read_encoded(key)?;
+        if self.hints.total() == 0 {
+            return Ok(stored);
         }
-        Ok(state)
+        let hinted = self.hints.read_key(key)?;
+        if hinted.is_empty() {
+            return Ok(stored);
+        }
+        let mut state = stored.decode()?;
+        state.merge(&hinted);
+        Ok(EncodedSiblings::encode(&state))
     }
 
     /// A coordinator's batch of reads: states as [`Request::Read`] answers
     /// them, stopping after [`MAX_BATCH_REPLY_BYTES`] of values (at least
     /// one state, so the sender always makes progress).
-    fn read_batch(&self, keys: &[Bytes]) -> Result<Vec<Siblings>, ClusterError> {
+    fn read_batch(&self, keys: &[Bytes]) -> Result<Vec<EncodedSiblings>, ClusterError> {
         let mut states = Vec::with_capacity(keys.len().min(super::driver::MAX_BATCH_KEYS));
         let mut bytes = 0;
         for key in keys.iter().take(super::driver::MAX_BATCH_KEYS) {
@@ -1070,7 +1076,7 @@ impl Node {
                 break;
             }
             let state = self.read_with_hints(key)?;
-            bytes += state.approx_bytes();
+            bytes += state.len();
             states.push(state);
         }
         Ok(states)
@@ -1161,7 +1167,7 @@ impl Node {
             Some(async move {
                 let request = Request::Merge {
                     key: hint.key.clone(),
-                    siblings: hint.siblings.clone(),
+                    state: EncodedSiblings::encode(&hint.siblings),
                 };
                 let mut delivered = true;
                 for target in targets {
@@ -1224,7 +1230,7 @@ impl Node {
         };
         let now = super::now_ms();
         let plan = self.write_plan(&key);
-        let result = match self.replica.write(&key, now, |_| (Some(write), ())) {
+        let result = match self.replica.write_encoded(&key, now, |_| (Some(write), ())) {
             Ok((_, Some(stored))) => self.replicate(key.clone(), stored, &plan).await,
             Ok((_, None)) => Err(ClusterError::Remote("nothing written".into())),
             Err(e) => Err(e),

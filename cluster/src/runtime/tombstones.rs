@@ -86,7 +86,7 @@ impl Node {
         }
         for &owner in owners.iter().filter(|o| **o != self.id()) {
             match self.call(owner, Request::Read { key: key.clone() }).await {
-                Ok(Response::Siblings(theirs)) if theirs == *state => {}
+                Ok(Response::State(theirs)) if theirs.decode().is_ok_and(|t| t == *state) => {}
                 _ => return false,
             }
         }
@@ -101,7 +101,8 @@ impl Node {
         // come back. Every member must hold nothing or exactly this state.
         for (_, answer) in self.broadcast(Request::Read { key: key.clone() }).await {
             match answer {
-                Ok(Response::Siblings(theirs)) if theirs.is_empty() || theirs == *state => {}
+                Ok(Response::State(theirs))
+                    if theirs.decode().is_ok_and(|t| t.is_empty() || t == *state) => {}
                 _ => return false,
             }
         }

@@ -538,7 +538,7 @@ impl Node {
                 Ok(Response::States(states)) if states.len() == keys.len() => {
                     for (key, state) in keys.iter().zip(&states) {
                         self.replica()
-                            .merge(key, state, now)
+                            .merge_encoded(key, state, now)
                             .map_err(|e| e.to_string())?;
                     }
                 }

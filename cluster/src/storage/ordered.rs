@@ -1,16 +1,54 @@
 //! [`KeyMap`]: the ordered map of the in-memory engines (memory and aof).
 //!
-//! A `BTreeMap<Vec<u8>, _>` search compares the wanted key with a dozen or
-//! more stored keys, and each comparison follows a pointer to that key's
-//! bytes: a cache miss each, which made a lookup among 100k keys cost
-//! microseconds. Here every key keeps its first 8 bytes inline as a
-//! big-endian integer. Storage keys start with the key's ring position (an
-//! MD5 prefix), so two keys almost always differ there and a search touches
-//! only the tree's own nodes. Order is the plain byte order of the keys.
+//! A `BTreeMap<Vec<u8>, _>` of 100k keys is six levels deep, and a lookup
+//! scans a node's keys at every level, following a pointer to each key's
+//! bytes: dozens of cache misses, over a microsecond per lookup on the
+//! quorum path. Storage keys start with the key's ring position (an MD5
+//! prefix), so their first bytes are uniform: the map is cut into buckets
+//! by its keys' leading bits (up to 65,536 buckets, by the first two bytes;
+//! fewer while the map is small, four times as many each time it holds
+//! over 4 entries per bucket), and a bucket is a short sorted vector (a
+//! binary search over contiguous entries). Every key also keeps its first 8
+//! bytes inline, so a comparison rarely leaves the entry.
+//!
+//! Order is the plain byte order of the keys: buckets follow the order of
+//! the leading bits (a missing byte counts as zero, and a shorter key sorts
+//! first within its bucket), and entries are sorted within a bucket.
+//!
+//! CAVEATS:
+//! - Keys that share their first two bytes (keys without a ring-position
+//!   prefix) crowd one bucket; past [`SMALL_BUCKET`] entries that bucket
+//!   becomes a B-tree, so the worst case is a plain B-tree's.
+//! - Growing the bucket array moves every entry once (the last time at
+//!   about 65k keys, a few milliseconds). A bitmap of the non-empty
+//!   buckets lets scans of a sparse map skip the empty ones.
 
 use std::{cmp::Ordering, collections::BTreeMap, ops::Bound};
 
 use super::Entry;
+
+/// Leading key bits that pick a bucket: at first, and at most.
+const FIRST_BUCKET_BITS: u32 = 4;
+const MAX_BUCKET_BITS: u32 = 16;
+
+/// Entries per bucket, on average, past which the buckets multiply.
+const GROW_AT: usize = 4;
+
+/// Entries a bucket holds as a sorted vector before it becomes a B-tree.
+const SMALL_BUCKET: usize = 256;
+
+/// A key's first 8 bytes (zero-padded), big-endian.
+fn head_of(bytes: &[u8]) -> u64 {
+    let mut head = [0u8; 8];
+    let n = bytes.len().min(8);
+    head[..n].copy_from_slice(&bytes[..n]);
+    u64::from_be_bytes(head)
+}
+
+/// The bucket of a key with head `head` among `1 << bits` buckets.
+fn bucket_of(head: u64, bits: u32) -> usize {
+    (head >> (64 - bits)) as usize
+}
 
 /// A key: its first 8 bytes (zero-padded) inline, then all its bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,13 +59,15 @@ struct MapKey {
 
 impl MapKey {
     fn new(bytes: &[u8]) -> MapKey {
-        let mut head = [0u8; 8];
-        let n = bytes.len().min(8);
-        head[..n].copy_from_slice(&bytes[..n]);
         MapKey {
-            head: u64::from_be_bytes(head),
+            head: head_of(bytes),
             bytes: bytes.into(),
         }
+    }
+
+    /// Order against a key given as its head and bytes (no allocation).
+    fn cmp_to(&self, head: u64, bytes: &[u8]) -> Ordering {
+        self.head.cmp(&head).then_with(|| self.bytes[..].cmp(bytes))
     }
 }
 
@@ -37,9 +77,7 @@ impl Ord for MapKey {
     /// padding zero stands for "shorter", which sorts first); if they are
     /// equal, the whole keys decide.
     fn cmp(&self, other: &MapKey) -> Ordering {
-        self.head
-            .cmp(&other.head)
-            .then_with(|| self.bytes.cmp(&other.bytes))
+        self.cmp_to(other.head, &other.bytes)
     }
 }
 
@@ -49,65 +87,270 @@ impl PartialOrd for MapKey {
     }
 }
 
+/// The entries whose keys share their first two bytes.
+#[derive(Debug, Clone)]
+enum Bucket {
+    /// Sorted by key.
+    Small(Vec<(MapKey, Vec<u8>)>),
+    /// A bucket that outgrew [`SMALL_BUCKET`].
+    Large(BTreeMap<MapKey, Vec<u8>>),
+}
+
+impl Default for Bucket {
+    fn default() -> Bucket {
+        Bucket::Small(Vec::new())
+    }
+}
+
+/// Where `key` is or would go in a sorted vector.
+fn search(entries: &[(MapKey, Vec<u8>)], head: u64, key: &[u8]) -> Result<usize, usize> {
+    entries.binary_search_by(|(k, _)| k.cmp_to(head, key))
+}
+
+impl Bucket {
+    fn get(&self, head: u64, key: &[u8]) -> Option<&Vec<u8>> {
+        match self {
+            Bucket::Small(entries) => search(entries, head, key).ok().map(|i| &entries[i].1),
+            Bucket::Large(map) => map.get(&MapKey::new(key)),
+        }
+    }
+
+    fn get_mut(&mut self, head: u64, key: &[u8]) -> Option<&mut Vec<u8>> {
+        match self {
+            Bucket::Small(entries) => match search(entries, head, key) {
+                Ok(i) => Some(&mut entries[i].1),
+                Err(_) => None,
+            },
+            Bucket::Large(map) => map.get_mut(&MapKey::new(key)),
+        }
+    }
+
+    fn insert(&mut self, head: u64, key: &[u8], value: Vec<u8>) -> Option<Vec<u8>> {
+        match self {
+            Bucket::Small(entries) => match search(entries, head, key) {
+                Ok(i) => Some(std::mem::replace(&mut entries[i].1, value)),
+                Err(i) => {
+                    entries.insert(i, (MapKey::new(key), value));
+                    if entries.len() > SMALL_BUCKET {
+                        *self = Bucket::Large(std::mem::take(entries).into_iter().collect());
+                    }
+                    None
+                }
+            },
+            Bucket::Large(map) => map.insert(MapKey::new(key), value),
+        }
+    }
+
+    fn remove(&mut self, head: u64, key: &[u8]) -> Option<Vec<u8>> {
+        match self {
+            Bucket::Small(entries) => match search(entries, head, key) {
+                Ok(i) => Some(entries.remove(i).1),
+                Err(_) => None,
+            },
+            Bucket::Large(map) => map.remove(&MapKey::new(key)),
+        }
+    }
+
+    /// Entries from the first key at or after `from` (all if `None`).
+    fn iter_from<'a>(
+        &'a self,
+        from: Option<(u64, &[u8])>,
+    ) -> Box<dyn Iterator<Item = (&'a MapKey, &'a Vec<u8>)> + 'a> {
+        match self {
+            Bucket::Small(entries) => {
+                let first = from.map_or(0, |(head, key)| {
+                    entries.partition_point(|(k, _)| k.cmp_to(head, key) == Ordering::Less)
+                });
+                Box::new(entries[first..].iter().map(|(k, v)| (k, v)))
+            }
+            Bucket::Large(map) => match from {
+                None => Box::new(map.iter()),
+                Some((_, key)) => {
+                    Box::new(map.range((Bound::Included(MapKey::new(key)), Bound::Unbounded)))
+                }
+            },
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            Bucket::Small(entries) => entries.is_empty(),
+            Bucket::Large(map) => map.is_empty(),
+        }
+    }
+
+    fn into_entries(self) -> Box<dyn Iterator<Item = (MapKey, Vec<u8>)>> {
+        match self {
+            Bucket::Small(entries) => Box::new(entries.into_iter()),
+            Bucket::Large(map) => Box::new(map.into_iter()),
+        }
+    }
+}
+
 /// An ordered map from byte keys to byte values.
 #[derive(Debug, Clone, Default)]
 pub struct KeyMap {
-    map: BTreeMap<MapKey, Vec<u8>>,
+    /// `1 << bits` buckets once anything was inserted, else empty.
+    buckets: Vec<Bucket>,
+    bits: u32,
+    /// One bit per bucket, set while it holds an entry.
+    occupied: Vec<u64>,
+    len: usize,
 }
 
 impl KeyMap {
+    /// The first non-empty bucket at or after `from`.
+    fn next_occupied(&self, from: usize) -> Option<usize> {
+        let mut word = from / 64;
+        let mut bits = *self.occupied.get(word)? & (u64::MAX << (from % 64));
+        loop {
+            if bits != 0 {
+                return Some(word * 64 + bits.trailing_zeros() as usize);
+            }
+            word += 1;
+            bits = *self.occupied.get(word)?;
+        }
+    }
+
+    /// The non-empty buckets from `from` on, with their indexes.
+    fn occupied_from(&self, from: usize) -> impl Iterator<Item = (usize, &Bucket)> + '_ {
+        std::iter::successors(self.next_occupied(from), |i| self.next_occupied(i + 1))
+            .map(|i| (i, &self.buckets[i]))
+    }
+
+    fn mark(&mut self, bucket: usize) {
+        let bit = 1u64 << (bucket % 64);
+        if self.buckets[bucket].is_empty() {
+            self.occupied[bucket / 64] &= !bit;
+        } else {
+            self.occupied[bucket / 64] |= bit;
+        }
+    }
+
+    fn bucket(&self, head: u64) -> Option<&Bucket> {
+        self.buckets.get(bucket_of(head, self.bits))
+    }
+
+    /// Four times as many buckets (or the first ones), entries moved over
+    /// in order: a bucket's entries go to four consecutive new buckets.
+    fn grow(&mut self) {
+        let bits = if self.buckets.is_empty() {
+            FIRST_BUCKET_BITS
+        } else {
+            (self.bits + 2).min(MAX_BUCKET_BITS)
+        };
+        let old = std::mem::take(&mut self.buckets);
+        self.bits = bits;
+        self.buckets.resize_with(1 << bits, Bucket::default);
+        self.occupied = vec![0; (1usize << bits).div_ceil(64)];
+        for (key, value) in old.into_iter().flat_map(Bucket::into_entries) {
+            let bucket = bucket_of(key.head, bits);
+            match &mut self.buckets[bucket] {
+                Bucket::Small(entries) if entries.len() < SMALL_BUCKET => {
+                    entries.push((key, value))
+                }
+                Bucket::Small(entries) => {
+                    let mut map: BTreeMap<MapKey, Vec<u8>> =
+                        std::mem::take(entries).into_iter().collect();
+                    map.insert(key, value);
+                    self.buckets[bucket] = Bucket::Large(map);
+                }
+                Bucket::Large(map) => {
+                    map.insert(key, value);
+                }
+            }
+            self.occupied[bucket / 64] |= 1 << (bucket % 64);
+        }
+    }
+
     /// The value of `key`.
     pub fn get(&self, key: &[u8]) -> Option<&Vec<u8>> {
-        self.map.get(&MapKey::new(key))
+        let head = head_of(key);
+        self.bucket(head)?.get(head, key)
     }
 
     /// The value of `key`, to change in place.
     pub fn get_mut(&mut self, key: &[u8]) -> Option<&mut Vec<u8>> {
-        self.map.get_mut(&MapKey::new(key))
+        let head = head_of(key);
+        let bits = self.bits;
+        self.buckets
+            .get_mut(bucket_of(head, bits))?
+            .get_mut(head, key)
     }
 
     /// Whether `key` is present.
     pub fn contains_key(&self, key: &[u8]) -> bool {
-        self.map.contains_key(&MapKey::new(key))
+        self.get(key).is_some()
     }
 
     /// Sets `key` to `value`; returns the old value.
     pub fn insert(&mut self, key: &[u8], value: Vec<u8>) -> Option<Vec<u8>> {
-        self.map.insert(MapKey::new(key), value)
+        if self.buckets.is_empty()
+            || (self.len >= self.buckets.len() * GROW_AT && self.bits < MAX_BUCKET_BITS)
+        {
+            self.grow();
+        }
+        let head = head_of(key);
+        let bucket = bucket_of(head, self.bits);
+        let old = self.buckets[bucket].insert(head, key, value);
+        if old.is_none() {
+            self.len += 1;
+            self.mark(bucket);
+        }
+        old
     }
 
     /// Removes `key`; returns its value.
     pub fn remove(&mut self, key: &[u8]) -> Option<Vec<u8>> {
-        self.map.remove(&MapKey::new(key))
+        let head = head_of(key);
+        let bucket = bucket_of(head, self.bits);
+        let old = self.buckets.get_mut(bucket)?.remove(head, key);
+        if old.is_some() {
+            self.len -= 1;
+            self.mark(bucket);
+        }
+        old
     }
 
     /// Number of keys.
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.len
     }
 
     /// Removes every key.
     pub fn clear(&mut self) {
-        self.map.clear();
+        *self = KeyMap::default();
     }
 
     /// Every entry in key order.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &Vec<u8>)> + '_ {
-        self.map.iter().map(|(k, v)| (&k.bytes[..], v))
+        self.occupied_from(0)
+            .flat_map(|(_, b)| b.iter_from(None))
+            .map(|(k, v)| (&k.bytes[..], v))
     }
 
     /// Up to `limit` entries from `start` (included) to `end` (excluded;
     /// `None`: to the last key), in key order.
     pub fn scan(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Vec<Entry> {
+        let mut out = Vec::new();
         if limit == 0 || end.is_some_and(|end| start >= end) {
-            return Vec::new();
+            return out;
         }
-        let upper = end.map_or(Bound::Unbounded, |end| Bound::Excluded(MapKey::new(end)));
-        self.map
-            .range((Bound::Included(MapKey::new(start)), upper))
-            .take(limit)
-            .map(|(k, v)| (k.bytes.to_vec(), v.clone()))
-            .collect()
+        let head = head_of(start);
+        let first = bucket_of(head, self.bits);
+        for (i, bucket) in self.occupied_from(first) {
+            let from = (i == first).then_some((head, start));
+            for (k, v) in bucket.iter_from(from) {
+                if end.is_some_and(|end| &k.bytes[..] >= end) {
+                    return out;
+                }
+                out.push((k.bytes.to_vec(), v.clone()));
+                if out.len() == limit {
+                    return out;
+                }
+            }
+        }
+        out
     }
 }
 
@@ -116,7 +359,12 @@ impl IntoIterator for KeyMap {
     type IntoIter = Box<dyn Iterator<Item = (Vec<u8>, Vec<u8>)>>;
 
     fn into_iter(self) -> Self::IntoIter {
-        Box::new(self.map.into_iter().map(|(k, v)| (k.bytes.into_vec(), v)))
+        Box::new(
+            self.buckets
+                .into_iter()
+                .flat_map(Bucket::into_entries)
+                .map(|(k, v)| (k.bytes.into_vec(), v)),
+        )
     }
 }
 
@@ -181,5 +429,111 @@ mod tests {
             let owned: Vec<(Vec<u8>, Vec<u8>)> = map.into_iter().collect();
             prop_assert_eq!(owned, listed);
         }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        /// Keys crowding a few buckets past [`SMALL_BUCKET`] (their sorted
+        /// vectors become B-trees) keep every operation and the order right,
+        /// across bucket boundaries too.
+        #[test]
+        fn crowded_buckets_stay_ordered(
+            ops in proptest::collection::vec(
+                (0u8..3, proptest::collection::vec(any::<u8>(), 0..3), 0u8..4),
+                0..1200,
+            ),
+            start in proptest::collection::vec(0u8..3, 0..4),
+            end in proptest::collection::vec(0u8..3, 0..4),
+        ) {
+            let mut map = KeyMap::default();
+            let mut model: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+            for (first, rest, op) in ops {
+                let mut key = vec![first, 1];
+                key.extend(rest);
+                if op == 0 {
+                    prop_assert_eq!(map.remove(&key), model.remove(&key));
+                } else {
+                    prop_assert_eq!(map.insert(&key, vec![op]), model.insert(key.clone(), vec![op]));
+                }
+                if let Some(v) = map.get_mut(&key) {
+                    v.push(9);
+                    model.get_mut(&key).unwrap().push(9);
+                }
+            }
+            prop_assert_eq!(map.len(), model.len());
+            for (i, bucket) in map.buckets.iter().enumerate() {
+                let bit = map.occupied[i / 64] >> (i % 64) & 1 == 1;
+                prop_assert_eq!(bit, !bucket.is_empty(), "bucket {}", i);
+            }
+            let listed: Vec<(Vec<u8>, Vec<u8>)> =
+                map.iter().map(|(k, v)| (k.to_vec(), v.clone())).collect();
+            let expected: Vec<(Vec<u8>, Vec<u8>)> = model.clone().into_iter().collect();
+            prop_assert_eq!(listed, expected);
+            let scanned = map.scan(&start, Some(&end), 500);
+            let expected: Vec<(Vec<u8>, Vec<u8>)> = if start >= end {
+                Vec::new()
+            } else {
+                model
+                    .range::<[u8], _>((Bound::Included(&start[..]), Bound::Excluded(&end[..])))
+                    .take(500)
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            };
+            prop_assert_eq!(scanned, expected);
+        }
+    }
+
+    #[test]
+    fn growing_to_the_most_buckets_keeps_every_key_in_order() {
+        let mut map = KeyMap::default();
+        let mut keys: Vec<Vec<u8>> = (0u64..150_000)
+            .map(|i| {
+                // Uniform leading bytes, as ring positions are.
+                let mixed = i.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(17);
+                [&mixed.to_be_bytes()[..], b"key"].concat()
+            })
+            .collect();
+        for (i, key) in keys.iter().enumerate() {
+            assert_eq!(map.insert(key, vec![i as u8]), None);
+        }
+        assert_eq!(map.bits, MAX_BUCKET_BITS);
+        assert_eq!(map.len(), keys.len());
+        keys.sort();
+        assert!(map.iter().map(|(k, _)| k).eq(keys.iter().map(|k| &k[..])));
+        let page = map.scan(&keys[1000], Some(&keys[1500]), 10_000);
+        assert!(page.iter().map(|(k, _)| k).eq(keys[1000..1500].iter()));
+        for key in &keys[..70_000] {
+            assert!(map.remove(key).is_some());
+        }
+        assert_eq!(map.scan(&[], None, 1)[0].0, keys[70_000]);
+        assert_eq!(map.len(), 80_000);
+    }
+
+    #[test]
+    fn a_bucket_past_its_vector_size_becomes_a_tree_and_keeps_working() {
+        let mut map = KeyMap::default();
+        let keys: Vec<Vec<u8>> = (0..SMALL_BUCKET as u32 * 3)
+            .rev()
+            .map(|i| [&b"ab"[..], &i.to_be_bytes()].concat())
+            .collect();
+        for key in &keys {
+            assert_eq!(map.insert(key, key.clone()), None);
+        }
+        assert!(matches!(
+            map.buckets[bucket_of(head_of(b"ab"), map.bits)],
+            Bucket::Large(_)
+        ));
+        assert_eq!(map.len(), keys.len());
+        let mut sorted = keys.clone();
+        sorted.sort();
+        let listed: Vec<Vec<u8>> = map.iter().map(|(k, _)| k.to_vec()).collect();
+        assert_eq!(listed, sorted);
+        for key in &keys {
+            assert_eq!(map.get(key), Some(key));
+            assert_eq!(map.remove(key).as_ref(), Some(key));
+        }
+        assert_eq!(map.len(), 0);
+        assert!(map.iter().next().is_none());
     }
 }

@@ -61,6 +61,8 @@
 //!   [`Siblings::apply_write`] (coordinator side), [`Siblings::merge`]
 //!   (everything else), [`Siblings::winner`] (plain `GET`), and a versioned,
 //!   validated storage encoding ([`siblings`]).
+//! * [`EncodedSiblings`]: that encoding as replicas ship it on the quorum
+//!   path, compared as bytes and decoded once ([`encoded`]).
 //! * [`Context`]: the opaque, checksummed bytes handed to clients by `DGET`
 //!   and accepted by `DPUT`/`DDEL`; empty bytes mean "never written" / blind
 //!   write ([`context`]).
@@ -104,6 +106,7 @@
 
 pub mod context;
 pub mod dot;
+pub mod encoded;
 pub mod siblings;
 pub mod vv;
 
@@ -112,6 +115,7 @@ mod tests;
 
 pub use context::Context;
 pub use dot::{Dot, NodeId};
+pub use encoded::EncodedSiblings;
 pub use siblings::{Payload, Siblings, Version};
 pub use vv::VersionVector;
 

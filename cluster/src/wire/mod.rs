@@ -32,10 +32,10 @@ use secret::{Nonce, Proof};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::version::{NodeId, Siblings, VersionVector};
+use crate::version::{EncodedSiblings, NodeId, Siblings, VersionVector};
 
 /// Version of the frame layout and message set; both sides must agree.
-pub const PROTOCOL_VERSION: u16 = 5;
+pub const PROTOCOL_VERSION: u16 = 6;
 
 /// Largest frame accepted before the handshake completed.
 pub const MAX_HANDSHAKE_BYTES: usize = 64 * 1024;
@@ -116,7 +116,7 @@ pub enum Request {
     /// Gossip: the sender's encoded membership state; the receiver merges it
     /// and answers with its own ([`Response::Gossip`]).
     Gossip(Bytes),
-    /// A replica's stored sibling set of a key ([`Response::Siblings`]).
+    /// A replica's stored sibling set of a key ([`Response::State`]).
     Read {
         /// User key.
         key: Bytes,
@@ -126,8 +126,9 @@ pub enum Request {
     Merge {
         /// User key.
         key: Bytes,
-        /// The coordinator's state of the key after the write.
-        siblings: Siblings,
+        /// The coordinator's state of the key after the write, encoded
+        /// once for every target.
+        state: EncodedSiblings,
     },
     /// Coordinate a write as an owner of the key: answered with
     /// [`Response::Coordinated`].
@@ -248,7 +249,7 @@ pub enum Request {
     /// every one is stored, else [`Response::Failed`].
     MergeBatch {
         /// Keys and the coordinator's states after the writes.
-        entries: Vec<(Bytes, Siblings)>,
+        entries: Vec<(Bytes, EncodedSiblings)>,
     },
 }
 
@@ -289,8 +290,9 @@ pub enum Response {
     Pong,
     /// The receiver's encoded membership state after merging.
     Gossip(Bytes),
-    /// The replica's sibling set (empty if it holds nothing).
-    Siblings(Siblings),
+    /// The replica's sibling set as it stores it (the empty state's
+    /// encoding if it holds nothing).
+    State(EncodedSiblings),
     /// Done.
     Ack,
     /// Outcome of a coordinated write: the key's siblings afterwards.
@@ -309,7 +311,7 @@ pub enum Response {
     /// Keys and the digests of their stored states.
     Digests(Vec<(Bytes, u128)>),
     /// Several keys' stored states.
-    States(Vec<Siblings>),
+    States(Vec<EncodedSiblings>),
     /// A page of a partition transfer.
     Chunk {
         /// Keys with their stored states (empty when digests were asked).
@@ -385,7 +387,7 @@ mod tests {
             },
             Frame::Response {
                 id: 7,
-                body: Response::States(vec![Siblings::default(), Siblings::default()]),
+                body: Response::States(vec![EncodedSiblings::empty(), EncodedSiblings::empty()]),
             },
             Frame::Welcome,
         ];
