@@ -5,7 +5,9 @@ Starts on 127.0.0.1 (free ports, each in its own temp dir):
 
   * redis-server, in memory       (--save "" --appendonly no)
   * a 3-node dynamo-server cluster, N=3 R=2 W=2, for each engine asked for
-    (--engine sled|memory; by default both, a cluster each)
+    (--engine sled|aof|memory; by default all three, a cluster each: sled
+    is the default on-disk engine, aof the log-structured one that keeps its
+    data in memory like redis with appendonly, memory keeps nothing)
 
 and runs the same redis-benchmark workloads on each: SET and GET,
 -c 50 -d 100 -r 100000, without pipelining and with -P 16.  Every key of the
@@ -86,7 +88,7 @@ WORKLOADS = [
 RATIO_TARGET = {1: 0.65, 16: 0.3}
 P99_TARGET_MS = 2.0
 
-ENGINES = ("sled", "memory")
+ENGINES = ("sled", "aof", "memory")
 NODES = 3
 N, R, W = 3, 2, 2
 CONVERGE_TIMEOUT_S = 30.0
@@ -415,8 +417,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true",
                    help="small -n for a smoke run; the numbers are not meaningful")
     p.add_argument("--engine", choices=ENGINES, default=None,
-                   help="storage engine of the cluster nodes (default: both, "
-                        "sled and memory, a cluster each)")
+                   help="storage engine of the cluster nodes (default: all "
+                        "three, a cluster each)")
     p.add_argument("--round-robin", action="store_true",
                    help="split the clients over the three nodes (three concurrent "
                         "redis-benchmark processes) instead of sending all to node 1")

@@ -205,7 +205,8 @@ impl Replica {
         if write.supersede_known {
             context.join(current.context());
         }
-        let mut next = current.clone();
+        let before = Prior::of(&current, digest);
+        let mut next = current;
         next.apply_write(&context, version(dot, write, stamp));
         let max = self.max_siblings();
         if next.versions().len() > max {
@@ -214,7 +215,7 @@ impl Replica {
         }
         self.stats.record_siblings(next.live(now_ms).count());
         CoordinatorStats::bump(&self.stats.writes);
-        let encoded = self.store(&skey, &current, digest, &next, None, now_ms)?;
+        let encoded = self.store(&skey, before, &next, None, now_ms)?;
         Ok((result, Some((next, encoded))))
     }
 
@@ -294,7 +295,7 @@ impl Replica {
         }
         CoordinatorStats::bump(&self.stats.merges);
         let encoded = remote_bytes.filter(|_| next == *remote).cloned();
-        self.store(skey, &current, digest, &next, encoded, now_ms)?;
+        self.store(skey, Prior::of(&current, digest), &next, encoded, now_ms)?;
         Ok(true)
     }
 
@@ -426,19 +427,22 @@ impl Replica {
     fn store(
         &self,
         skey: &[u8],
-        before: &Siblings,
-        before_digest: Option<u128>,
+        before: Prior,
         next: &Siblings,
         encoded: Option<EncodedSiblings>,
         now_ms: u64,
     ) -> Result<EncodedSiblings, ClusterError> {
         let encoded = encoded.unwrap_or_else(|| EncodedSiblings::encode(next));
-        let existed = !before.is_empty();
+        let Prior {
+            existed,
+            valued,
+            digest: before_digest,
+        } = before;
         let collect = self.collect_dead_keys && next.live(now_ms).next().is_none();
         let valued_delta = if collect {
-            -i64::from(has_value(before))
+            -i64::from(valued)
         } else {
-            i64::from(has_value(next)) - i64::from(has_value(before))
+            i64::from(has_value(next)) - i64::from(valued)
         };
         if collect {
             if existed {
@@ -616,7 +620,13 @@ impl Replica {
                 self.stats
                     .expired_purged
                     .fetch_add(purged as u64, Ordering::Relaxed);
-                self.store(&skey, &current, digest, &next_state, None, now_ms)?;
+                self.store(
+                    &skey,
+                    Prior::of(&current, digest),
+                    &next_state,
+                    None,
+                    now_ms,
+                )?;
             }
         }
         Ok(next)
@@ -634,6 +644,26 @@ impl Replica {
     /// Makes every acknowledged write durable (shutdown).
     pub fn flush(&self) -> Result<(), ClusterError> {
         Ok(self.engine.flush()?)
+    }
+}
+
+/// What [`Replica::store`] needs to know of a key's state before a write.
+struct Prior {
+    /// Anything was stored.
+    existed: bool,
+    /// A value version was stored.
+    valued: bool,
+    /// The stored bytes' digest, when the Merkle trees are kept.
+    digest: Option<u128>,
+}
+
+impl Prior {
+    fn of(state: &Siblings, digest: Option<u128>) -> Prior {
+        Prior {
+            existed: !state.is_empty(),
+            valued: has_value(state),
+            digest,
+        }
     }
 }
 

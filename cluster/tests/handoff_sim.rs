@@ -197,7 +197,7 @@ impl Sim {
             if owner != self.ids[coordinator] {
                 self.nodes[coordinator]
                     .hints
-                    .store(owner, fsm.key(), fsm.siblings())
+                    .store(owner, fsm.key(), &fsm.state().decode().unwrap())
                     .unwrap();
             }
         }

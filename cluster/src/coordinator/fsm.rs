@@ -342,7 +342,9 @@ impl WriteTarget {
 #[derive(Debug)]
 pub struct PutFsm {
     key: Bytes,
-    siblings: Siblings,
+    /// The coordinator's state, until it is handed over in the reply.
+    siblings: Option<Siblings>,
+    encoded: EncodedSiblings,
     others: Vec<WriteTarget>,
     w: usize,
     fallbacks_count: bool,
@@ -461,7 +463,8 @@ impl PutFsm {
             .collect();
         let mut fsm = PutFsm {
             key,
-            siblings,
+            siblings: Some(siblings),
+            encoded,
             others,
             w: w.max(1),
             fallbacks_count,
@@ -479,9 +482,10 @@ impl PutFsm {
         &self.key
     }
 
-    /// The state replicated.
-    pub fn siblings(&self) -> &Siblings {
-        &self.siblings
+    /// The state replicated, encoded (what an owner that missed the write
+    /// must get, e.g. as a hint).
+    pub fn state(&self) -> &EncodedSiblings {
+        &self.encoded
     }
 
     /// Whether every other replica answered (or the deadline passed) and the
@@ -595,7 +599,8 @@ impl PutFsm {
             .any(|g| self.group_acks(g) + self.group_pending(g) < self.needed(g));
         if met {
             self.replied = true;
-            out.push(FsmOutput::Reply(Ok(self.siblings.clone())));
+            let state = self.siblings.take().expect("replied once");
+            out.push(FsmOutput::Reply(Ok(state)));
         } else if hopeless {
             self.replied = true;
             out.push(FsmOutput::Reply(Err(ClusterError::Unavailable {

@@ -537,10 +537,19 @@ impl Node {
     /// The machines are done: hints for the owners that missed a write.
     fn finished(&self, machines: &[Quorum]) {
         for machine in machines {
-            if let Quorum::Put(put) = machine {
-                for owner in put.unacknowledged() {
-                    self.hold_hint(owner, put.key(), put.siblings());
+            let Quorum::Put(put) = machine else { continue };
+            let missed = put.unacknowledged();
+            if missed.is_empty() {
+                continue;
+            }
+            // Our own encoding of the state we stored: it decodes.
+            match put.state().decode() {
+                Ok(state) => {
+                    for owner in missed {
+                        self.hold_hint(owner, put.key(), &state);
+                    }
                 }
+                Err(error) => tracing::warn!(%error, "cannot keep hints for a write"),
             }
         }
     }
