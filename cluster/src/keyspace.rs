@@ -25,8 +25,15 @@ pub fn ring_position(key: &[u8]) -> u64 {
 
 /// The engine key for a user key: position (big-endian) then the key.
 pub fn storage_key(key: &[u8]) -> Vec<u8> {
+    storage_key_at(ring_position(key), key)
+}
+
+/// [`storage_key`] of a key whose ring position is already known (`position`
+/// must be `ring_position(key)`).
+pub fn storage_key_at(position: u64, key: &[u8]) -> Vec<u8> {
+    debug_assert_eq!(position, ring_position(key));
     let mut out = Vec::with_capacity(POSITION_BYTES + key.len());
-    out.extend_from_slice(&ring_position(key).to_be_bytes());
+    out.extend_from_slice(&position.to_be_bytes());
     out.extend_from_slice(key);
     out
 }

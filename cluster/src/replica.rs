@@ -186,7 +186,19 @@ impl Replica {
         now_ms: u64,
         decide: impl FnOnce(&Siblings) -> (Option<Write>, R),
     ) -> Result<(R, Option<(Siblings, EncodedSiblings)>), ClusterError> {
-        let skey = keyspace::storage_key(key);
+        self.write_encoded_at(keyspace::ring_position(key), key, now_ms, decide)
+    }
+
+    /// [`Replica::write_encoded`] of a key whose ring position the caller
+    /// already computed (`position` must be `ring_position(key)`).
+    pub fn write_encoded_at<R>(
+        &self,
+        position: u64,
+        key: &[u8],
+        now_ms: u64,
+        decide: impl FnOnce(&Siblings) -> (Option<Write>, R),
+    ) -> Result<(R, Option<(Siblings, EncodedSiblings)>), ClusterError> {
+        let skey = keyspace::storage_key_at(position, key);
         let _guard = self.lock(&skey);
         let (current, digest) = self.load_for_write(&skey)?;
         let (write, result) = decide(&current);
@@ -310,10 +322,22 @@ impl Replica {
     /// The stored state of `key` as stored, not decoded (the empty state's
     /// encoding if none): what a replica answers a quorum read with.
     pub fn read_encoded(&self, key: &[u8]) -> Result<EncodedSiblings, ClusterError> {
-        Ok(match self.engine.get(&keyspace::storage_key(key))? {
-            Some(raw) => EncodedSiblings::from_stored(Bytes::from(raw)),
-            None => EncodedSiblings::empty(),
-        })
+        self.read_encoded_at(keyspace::ring_position(key), key)
+    }
+
+    /// [`Replica::read_encoded`] of a key whose ring position the caller
+    /// already computed (`position` must be `ring_position(key)`).
+    pub fn read_encoded_at(
+        &self,
+        position: u64,
+        key: &[u8],
+    ) -> Result<EncodedSiblings, ClusterError> {
+        Ok(
+            match self.engine.get(&keyspace::storage_key_at(position, key))? {
+                Some(raw) => EncodedSiblings::from_stored(Bytes::from(raw)),
+                None => EncodedSiblings::empty(),
+            },
+        )
     }
 
     fn load(&self, skey: &[u8]) -> Result<Siblings, ClusterError> {

@@ -161,6 +161,13 @@ fn slowlog_names_the_replicas_a_cluster_command_waited_on() {
             assert!(["ok", "failed", "no-answer"].contains(&parts[2]), "{line}");
         }
     }
+    // A GET waits on R = 2 replicas, its own (answered in place) included.
+    assert!(
+        data.iter()
+            .filter(|e| e.2[0].eq_ignore_ascii_case("GET"))
+            .all(|e| e.4.len() >= 2 && e.4.iter().any(|l| l.starts_with(&ids[0]))),
+        "{data:?}"
+    );
     // A SET owned here waits on at least W = 2 replicas (itself included);
     // a forwarded one names the owner it went to.
     assert!(

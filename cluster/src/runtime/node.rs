@@ -28,7 +28,7 @@ use super::{
 };
 use crate::{
     coordinator::{
-        fsm::{AckGroup, FsmOutput, GetFsm, PutFsm, WriteTarget},
+        fsm::{AckGroup, FsmOutput, GetFsm, PutFsm, ReplicaAnswer, WriteTarget},
         ClusterError, Write,
     },
     handoff::{Hint, HintStore},
@@ -150,6 +150,8 @@ pub struct PeerReport {
 /// union of both rings' plans, with W acknowledgements needed in each.
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
+    /// The key's ring position (hashed once per request).
+    pub position: u64,
     /// Owners that are up, then fallbacks.
     pub targets: Vec<WriteTarget>,
     /// Down owners without a fallback: the coordinator keeps their hints.
@@ -468,7 +470,7 @@ impl Node {
     /// The sloppy-quorum replicas a read of `key` asks (this node is always
     /// healthy to itself).
     pub fn plan(&self, key: &[u8]) -> Plan {
-        self.plan_on(&self.view().read_ring, key)
+        self.plan_on(&self.view().read_ring, keyspace::ring_position(key))
     }
 
     /// R or W for a request with `plan`: capped at the key's number of
@@ -485,7 +487,8 @@ impl Node {
     /// ring change the other ring's (W acknowledgements needed in each).
     pub fn write_plan(&self, key: &[u8]) -> Plan {
         let view = self.view();
-        let read = self.plan_on(&view.read_ring, key);
+        let position = keyspace::ring_position(key);
+        let read = self.plan_on(&view.read_ring, position);
         match &view.target {
             None => read,
             Some(target) => {
@@ -494,15 +497,16 @@ impl Node {
                 } else {
                     target
                 };
-                read.union(self.plan_on(other, key))
+                read.union(self.plan_on(other, position))
             }
         }
     }
 
-    fn plan_on(&self, ring: &Ring, key: &[u8]) -> Plan {
-        let list = ring.preference_list(keyspace::ring_position(key));
+    fn plan_on(&self, ring: &Ring, position: u64) -> Plan {
+        let list = ring.preference_list(position);
         let owners = list.len().min(self.config.n);
         let mut plan = Plan {
+            position,
             coordinators: list[..owners].to_vec(),
             ..Plan::default()
         };
@@ -656,8 +660,33 @@ impl Node {
             .filter(|t| t.hint_for.is_some())
             .map(|t| t.node)
             .collect();
-        let (fsm, out) = GetFsm::start_with_fanout(key.clone(), targets, r, fanout);
-        Ok((Quorum::Get(fsm.without_repair_to(fallbacks)), out))
+        let (fsm, mut out) = GetFsm::start_with_fanout(key.clone(), targets, r, fanout);
+        let mut fsm = fsm.without_repair_to(fallbacks);
+        // Our own replica answers at once, from the position the plan
+        // already hashed, instead of as a request through the driver.
+        let local = out
+            .iter()
+            .position(|o| matches!(o, FsmOutput::Send { to, .. } if *to == self.me));
+        if let Some(i) = local {
+            out.swap_remove(i);
+            let started = std::time::Instant::now();
+            let answer = match self.read_with_hints_at(plan.position, key) {
+                Ok(state) => ReplicaAnswer::State(state),
+                Err(error) => {
+                    debug!(%error, "own replica could not be read");
+                    ReplicaAnswer::Failed
+                }
+            };
+            if trace::active() {
+                let outcome = match answer {
+                    ReplicaAnswer::Failed => CallOutcome::Failed,
+                    _ => CallOutcome::Answered,
+                };
+                trace::record(self.me, started.elapsed(), outcome);
+            }
+            out.extend(fsm.on_answer(self.me, answer));
+        }
+        Ok((Quorum::Get(fsm), out))
     }
 
     /// Writes `write` to `key`: coordinated here when this node is an owner,
@@ -697,7 +726,7 @@ impl Node {
             }
             let stored = self
                 .replica
-                .write_encoded(&key, now_ms, |_| (Some(write), ()))
+                .write_encoded_at(plan.position, &key, now_ms, |_| (Some(write), ()))
                 .map(|(_, stored)| stored.expect("a write was decided"));
             match stored.map(|stored| self.replication(key, stored, &plan)) {
                 Ok(Ok(start)) => {
@@ -1052,7 +1081,16 @@ impl Node {
     /// This replica's state of `key`, with the hints it holds for the key
     /// folded in (a fallback answers reads for the owner it stands in for).
     fn read_with_hints(&self, key: &[u8]) -> Result<EncodedSiblings, ClusterError> {
-        let stored = self.replica.read_encoded(key)?;
+        self.read_with_hints_at(keyspace::ring_position(key), key)
+    }
+
+    /// [`Node::read_with_hints`] of a key whose ring position is known.
+    fn read_with_hints_at(
+        &self,
+        position: u64,
+        key: &[u8],
+    ) -> Result<EncodedSiblings, ClusterError> {
+        let stored = self.replica.read_encoded_at(position, key)?;
         if self.hints.total() == 0 {
             return Ok(stored);
         }
