@@ -175,7 +175,11 @@ impl HintStore {
             return Ok(merged);
         }
         let skey = keyspace::storage_key(key);
-        for (hkey, raw) in self.engine.scan_from(&skey, 64)? {
+        // This key's hints are `skey ++ owner`: read only those, not the
+        // next keys' hints too (every read asks while any hint is held).
+        let mut end = skey.clone();
+        end.extend_from_slice(&[0xff; OWNER_BYTES + 1]);
+        for (hkey, raw) in self.engine.scan_range(&skey, &end, 64)? {
             match split(&hkey) {
                 Some((k, _)) if k == skey.as_slice() => merged.merge(&Siblings::decode(&raw)?),
                 _ => break,
@@ -317,6 +321,11 @@ mod tests {
         let read = hints.read_key(b"k").unwrap();
         assert_eq!(read.live(0).count(), 3, "both owners' hints for k");
         assert_eq!(hints.read_key(b"missing").unwrap(), Siblings::default());
+        // The smallest and largest owner ids are within the key's range.
+        assert!(hints.store(0, b"k", &state(4, 1, "e")).unwrap());
+        assert!(hints.store(u64::MAX, b"k", &state(5, 1, "f")).unwrap());
+        assert_eq!(hints.read_key(b"k").unwrap().live(0).count(), 5);
+        assert_eq!(hints.read_key(b"other").unwrap().live(0).count(), 1);
     }
 
     #[test]
