@@ -2,26 +2,17 @@
 //! clock is behind still stamps its writes after the versions it took in
 //! from other nodes, so last-write-wins orders them as they happened.
 
-use std::sync::Arc;
+mod common;
 
 use bytes::Bytes;
 use cluster::{
     coordinator::Write,
-    replica::{Replica, ReplicaConfig},
-    storage::{Engine, MemoryEngine},
+    replica::Replica,
     version::{Siblings, VersionVector},
 };
 
 fn replica() -> Replica {
-    let engine: Arc<dyn Engine> = Arc::new(MemoryEngine::new());
-    Replica::open(
-        engine,
-        ReplicaConfig {
-            max_siblings: 64,
-            collect_dead_keys: false,
-        },
-    )
-    .unwrap()
+    common::memory_replica(64)
 }
 
 /// A blind write (empty context) of `value` (`None`: a tombstone) at `now`.

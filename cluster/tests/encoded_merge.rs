@@ -3,26 +3,17 @@
 //! supersedes the stored one is stored byte for byte as it came, concurrent
 //! ones become siblings, and garbage is refused without touching the store.
 
-use std::sync::Arc;
+mod common;
 
 use bytes::Bytes;
 use cluster::{
     coordinator::Write,
-    replica::{Replica, ReplicaConfig},
-    storage::{Engine, MemoryEngine},
+    replica::Replica,
     version::{EncodedSiblings, VersionVector},
 };
 
 fn replica() -> Replica {
-    let engine: Arc<dyn Engine> = Arc::new(MemoryEngine::new());
-    Replica::open(
-        engine,
-        ReplicaConfig {
-            max_siblings: 64,
-            collect_dead_keys: false,
-        },
-    )
-    .unwrap()
+    common::memory_replica(64)
 }
 
 /// A write of `value` with `context`, returning the stored encoding.

@@ -11,16 +11,13 @@
 //! meets every write quorum), and after a full exchange all replicas hold the
 //! same state. A failing seed is printed so it can be replayed.
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use cluster::{
     coordinator::{
         fsm::{FsmOutput, GetFsm, PutFsm, ReplicaAnswer},
         Write,
     },
-    replica::{Replica, ReplicaConfig},
-    storage::{Engine, MemoryEngine},
+    replica::Replica,
     version::{NodeId, Siblings},
     wire::Request,
 };
@@ -65,19 +62,7 @@ enum Op {
 impl Sim {
     fn new(seed: u64) -> Sim {
         let mut rng = fastrand::Rng::with_seed(seed);
-        let replicas: Vec<Replica> = (0..NODES)
-            .map(|_| {
-                let engine: Arc<dyn Engine> = Arc::new(MemoryEngine::new());
-                Replica::open(
-                    engine,
-                    ReplicaConfig {
-                        max_siblings: 1000,
-                        collect_dead_keys: false,
-                    },
-                )
-                .unwrap()
-            })
-            .collect();
+        let replicas: Vec<Replica> = (0..NODES).map(|_| common::memory_replica(1000)).collect();
         let ids = replicas.iter().map(Replica::node_id).collect();
         let drop_chance = [0.0, 0.1, 0.3][rng.usize(..3)];
         Sim {

@@ -1,10 +1,31 @@
-//! Helpers shared by the seeded simulations: the set-union workload's
-//! value encoding.
+//! Helpers shared by the integration tests: a replica on the memory
+//! engine, and the set-union workload's value encoding.
 
-use std::collections::BTreeSet;
+// Each test crate compiles this module and uses only part of it.
+#![allow(dead_code)]
+
+use std::{collections::BTreeSet, sync::Arc};
 
 use bytes::Bytes;
-use cluster::version::Siblings;
+use cluster::{
+    replica::{Replica, ReplicaConfig},
+    storage::{Engine, MemoryEngine},
+    version::Siblings,
+};
+
+/// A replica on a fresh memory engine keeping up to `max_siblings`
+/// versions per key (dead keys are kept, as in a cluster).
+pub fn memory_replica(max_siblings: usize) -> Replica {
+    let engine: Arc<dyn Engine> = Arc::new(MemoryEngine::new());
+    Replica::open(
+        engine,
+        ReplicaConfig {
+            max_siblings,
+            collect_dead_keys: false,
+        },
+    )
+    .unwrap()
+}
 
 /// Every element held by the live versions of `state`.
 pub fn elements(state: &Siblings) -> BTreeSet<u64> {
