@@ -207,20 +207,14 @@ impl GetFsm {
     /// merge, byte for byte, is taken without decoding.
     fn take_in(&mut self, encoded: EncodedSiblings) -> Option<bool> {
         let Some(merged) = &mut self.merged else {
-            let state = self.decoded(&encoded)?;
+            let state = decode_answer(&encoded)?;
             self.merged = Some(Merged { state, encoded });
             return Some(true);
         };
         if merged.encoded == encoded {
             return Some(true);
         }
-        let theirs = match encoded.decode() {
-            Ok(state) => state,
-            Err(error) => {
-                tracing::warn!(%error, "a replica sent an unreadable state");
-                return None;
-            }
-        };
+        let theirs = decode_answer(&encoded)?;
         let mut next = merged.state.clone();
         next.merge(&theirs);
         if next == merged.state {
@@ -241,13 +235,6 @@ impl GetFsm {
         };
         merged.state = next;
         Some(same)
-    }
-
-    fn decoded(&self, encoded: &EncodedSiblings) -> Option<Siblings> {
-        encoded
-            .decode()
-            .map_err(|error| tracing::warn!(%error, "a replica sent an unreadable state"))
-            .ok()
     }
 
     /// The read is slow (no reply yet after the hedge delay): ask the next
@@ -319,6 +306,14 @@ impl GetFsm {
             }
         }
     }
+}
+
+/// A replica's state, or `None` (logged) if it does not decode.
+fn decode_answer(encoded: &EncodedSiblings) -> Option<Siblings> {
+    encoded
+        .decode()
+        .map_err(|error| tracing::warn!(%error, "a replica sent an unreadable state"))
+        .ok()
 }
 
 /// A replica a write is sent to: an owner of the key, or a fallback node
@@ -655,16 +650,10 @@ mod tests {
         let (mut fsm, out) = GetFsm::start(Bytes::from("k"), vec![1, 2, 3], 2);
         assert_eq!(out.len(), 3, "one read per target");
         let fresh = state(9, 1, "v");
-        assert!(fsm
-            .on_answer(2, ReplicaAnswer::of(&fresh.clone()))
-            .is_empty());
+        assert!(fsm.on_answer(2, ReplicaAnswer::of(&fresh)).is_empty());
         // A duplicate answer and an answer from a stranger change nothing.
-        assert!(fsm
-            .on_answer(2, ReplicaAnswer::of(&fresh.clone()))
-            .is_empty());
-        assert!(fsm
-            .on_answer(7, ReplicaAnswer::of(&fresh.clone()))
-            .is_empty());
+        assert!(fsm.on_answer(2, ReplicaAnswer::of(&fresh)).is_empty());
+        assert!(fsm.on_answer(7, ReplicaAnswer::of(&fresh)).is_empty());
         let out = fsm.on_answer(1, ReplicaAnswer::of(&Siblings::default()));
         match replies(&out)[..] {
             [Ok(merged)] => assert_eq!(merged, &fresh),
@@ -751,14 +740,14 @@ mod tests {
             GetFsm::start_with_fanout(Bytes::from_static(b"k"), vec![a, b, c], 2, 2);
         assert_eq!(out.len(), 2, "R targets at first");
         let v1 = state(a, 1, "v1");
-        assert!(replies(&fsm.on_answer(a, ReplicaAnswer::of(&v1.clone()))).is_empty());
+        assert!(replies(&fsm.on_answer(a, ReplicaAnswer::of(&v1))).is_empty());
         // b is stalled: the hedge asks c.
         let hedge = fsm.on_hedge();
         assert!(matches!(
             hedge.as_slice(),
             [FsmOutput::Send { to, repair: false, .. }] if *to == c
         ));
-        let out = fsm.on_answer(c, ReplicaAnswer::of(&v1.clone()));
+        let out = fsm.on_answer(c, ReplicaAnswer::of(&v1));
         match replies(&out)[..] {
             [Ok(merged)] => assert_eq!(merged, &v1),
             ref other => panic!("expected one reply, got {other:?}"),
@@ -779,7 +768,7 @@ mod tests {
         assert!(fsm.on_hedge().is_empty(), "all three were asked already");
         let (mut fsm, _) = GetFsm::start_with_fanout(Bytes::from_static(b"k"), vec![1, 2, 3], 2, 2);
         let v = state(1, 1, "v");
-        fsm.on_answer(1, ReplicaAnswer::of(&v.clone()));
+        fsm.on_answer(1, ReplicaAnswer::of(&v));
         fsm.on_answer(2, ReplicaAnswer::of(&v));
         assert!(fsm.has_replied());
         assert!(fsm.on_hedge().is_empty());
@@ -806,7 +795,7 @@ mod tests {
             let (mut fsm, _) = GetFsm::start(Bytes::from("k"), vec![1, 2, 3], 2);
             let mut out = Vec::new();
             for (from, s) in order {
-                out.extend(fsm.on_answer(from, ReplicaAnswer::of(&s.clone())));
+                out.extend(fsm.on_answer(from, ReplicaAnswer::of(s)));
             }
             match out.into_iter().find_map(|o| match o {
                 FsmOutput::Reply(r) => Some(r),

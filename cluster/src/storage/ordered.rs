@@ -131,13 +131,34 @@ impl Bucket {
                 Ok(i) => Some(std::mem::replace(&mut entries[i].1, value)),
                 Err(i) => {
                     entries.insert(i, (MapKey::new(key), value));
-                    if entries.len() > SMALL_BUCKET {
-                        *self = Bucket::Large(std::mem::take(entries).into_iter().collect());
-                    }
+                    self.spill_if_large();
                     None
                 }
             },
             Bucket::Large(map) => map.insert(MapKey::new(key), value),
+        }
+    }
+
+    /// Adds an entry that sorts after every entry here (moving a map's
+    /// entries in order into new buckets).
+    fn push_last(&mut self, key: MapKey, value: Vec<u8>) {
+        match self {
+            Bucket::Small(entries) => {
+                entries.push((key, value));
+                self.spill_if_large();
+            }
+            Bucket::Large(map) => {
+                map.insert(key, value);
+            }
+        }
+    }
+
+    /// A sorted vector past [`SMALL_BUCKET`] entries becomes a B-tree.
+    fn spill_if_large(&mut self) {
+        if let Bucket::Small(entries) = self {
+            if entries.len() > SMALL_BUCKET {
+                *self = Bucket::Large(std::mem::take(entries).into_iter().collect());
+            }
         }
     }
 
@@ -245,20 +266,7 @@ impl KeyMap {
         self.occupied = vec![0; (1usize << bits).div_ceil(64)];
         for (key, value) in old.into_iter().flat_map(Bucket::into_entries) {
             let bucket = bucket_of(key.head, bits);
-            match &mut self.buckets[bucket] {
-                Bucket::Small(entries) if entries.len() < SMALL_BUCKET => {
-                    entries.push((key, value))
-                }
-                Bucket::Small(entries) => {
-                    let mut map: BTreeMap<MapKey, Vec<u8>> =
-                        std::mem::take(entries).into_iter().collect();
-                    map.insert(key, value);
-                    self.buckets[bucket] = Bucket::Large(map);
-                }
-                Bucket::Large(map) => {
-                    map.insert(key, value);
-                }
-            }
+            self.buckets[bucket].push_last(key, value);
             self.occupied[bucket / 64] |= 1 << (bucket % 64);
         }
     }
