@@ -277,16 +277,57 @@ impl Replica {
         remote: &EncodedSiblings,
         now_ms: u64,
     ) -> Result<bool, ClusterError> {
-        let skey = keyspace::storage_key(key);
-        let _guard = self.lock(&skey);
-        let raw = self.engine.get(&skey)?;
+        self.merge_encoded_at(&keyspace::storage_key(key), remote, now_ms)
+    }
+
+    /// [`Replica::merge_encoded`] of each entry of a batch, in order; stops
+    /// at the first error. The engine is told of the whole batch first (see
+    /// [`crate::storage::Engine::warm`]).
+    pub fn merge_encoded_batch(
+        &self,
+        entries: &[(Bytes, EncodedSiblings)],
+        now_ms: u64,
+    ) -> Result<(), ClusterError> {
+        let skeys: Vec<Vec<u8>> = entries
+            .iter()
+            .map(|(key, _)| keyspace::storage_key(key))
+            .collect();
+        let warm: Vec<&[u8]> = skeys.iter().map(Vec::as_slice).collect();
+        self.engine.warm(&warm);
+        for (skey, (_, remote)) in skeys.iter().zip(entries) {
+            self.merge_encoded_at(skey, remote, now_ms)?;
+        }
+        Ok(())
+    }
+
+    /// Tells the engine a batch of keys (with their ring positions) is
+    /// about to be read: see [`crate::storage::Engine::warm`].
+    pub fn warm_at<'a>(&self, keys: impl IntoIterator<Item = (u64, &'a [u8])>) {
+        let skeys: Vec<Vec<u8>> = keys
+            .into_iter()
+            .map(|(position, key)| keyspace::storage_key_at(position, key))
+            .collect();
+        if skeys.len() > 1 {
+            let warm: Vec<&[u8]> = skeys.iter().map(Vec::as_slice).collect();
+            self.engine.warm(&warm);
+        }
+    }
+
+    fn merge_encoded_at(
+        &self,
+        skey: &[u8],
+        remote: &EncodedSiblings,
+        now_ms: u64,
+    ) -> Result<bool, ClusterError> {
+        let _guard = self.lock(skey);
+        let raw = self.engine.get(skey)?;
         if raw.as_deref() == Some(remote.as_bytes()) {
             return Ok(false);
         }
         let theirs = remote.decode()?;
         self.observe(&theirs, now_ms);
-        let (current, digest) = self.decode_for_write(&skey, raw)?;
-        self.merge_loaded(&skey, current, digest, &theirs, Some(remote), now_ms)
+        let (current, digest) = self.decode_for_write(skey, raw)?;
+        self.merge_loaded(skey, current, digest, &theirs, Some(remote), now_ms)
     }
 
     /// Merges `remote` (encoded as `remote_bytes`, if known) into `current`,
@@ -369,7 +410,7 @@ impl Replica {
             (Some(_), Some((_, key))) => Some(merkle::key_digest(key, &raw)),
             _ => None,
         };
-        Ok((Siblings::decode(&raw)?, digest))
+        Ok((Siblings::decode_shared(&Bytes::from(raw))?, digest))
     }
 
     /// Builds the hash trees of every stored key for a ring of `q` partitions

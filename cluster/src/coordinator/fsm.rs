@@ -31,6 +31,7 @@
 //!   node, are ignored, so duplicated or misrouted messages are harmless.
 
 use bytes::Bytes;
+use smallvec::SmallVec;
 
 use super::ClusterError;
 use crate::{
@@ -57,6 +58,11 @@ impl ReplicaAnswer {
     }
 }
 
+/// A few replicas, kept inline: a machine is read again when its answers
+/// come, often after its lines left the cache, and lists on the heap would
+/// cost a miss each (N is small).
+pub type NodeList = SmallVec<[NodeId; 4]>;
+
 /// What the runtime must do next.
 #[derive(Debug)]
 pub enum FsmOutput {
@@ -77,13 +83,13 @@ pub enum FsmOutput {
 #[derive(Debug)]
 pub struct GetFsm {
     key: Bytes,
-    targets: Vec<NodeId>,
-    no_repair: Vec<NodeId>,
+    targets: NodeList,
+    no_repair: NodeList,
     sent: usize,
     r: usize,
     /// Who answered: `None` for a failure, else whether the state it sent
     /// equals [`GetFsm::merged`] as it is now.
-    answered: Vec<(NodeId, Option<bool>)>,
+    answered: SmallVec<[(NodeId, Option<bool>); 4]>,
     merged: Option<Merged>,
     replied: bool,
     finished: bool,
@@ -124,11 +130,11 @@ impl GetFsm {
             .collect();
         let mut fsm = GetFsm {
             key,
-            targets,
-            no_repair: Vec::new(),
+            targets: NodeList::from_vec(targets),
+            no_repair: NodeList::new(),
             sent,
             r,
-            answered: Vec::with_capacity(sent),
+            answered: SmallVec::new(),
             merged: None,
             replied: false,
             finished: false,
@@ -144,7 +150,7 @@ impl GetFsm {
     /// Never sends read repairs to `nodes` (fallbacks standing in for a
     /// down owner: the key does not belong in their own store).
     pub fn without_repair_to(mut self, nodes: Vec<NodeId>) -> GetFsm {
-        self.no_repair = nodes;
+        self.no_repair = NodeList::from_vec(nodes);
         self
     }
 
@@ -340,11 +346,11 @@ pub struct PutFsm {
     /// The coordinator's state, until it is handed over in the reply.
     siblings: Option<Siblings>,
     encoded: EncodedSiblings,
-    others: Vec<WriteTarget>,
+    others: SmallVec<[WriteTarget; 4]>,
     w: usize,
     fallbacks_count: bool,
-    groups: Vec<AckGroup>,
-    answered: Vec<(NodeId, bool)>,
+    groups: SmallVec<[AckGroup; 1]>,
+    answered: SmallVec<[(NodeId, bool); 4]>,
     timed_out: bool,
     replied: bool,
 }
@@ -354,7 +360,7 @@ pub struct PutFsm {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AckGroup {
     /// Targets (other than the coordinator) in the group.
-    pub nodes: Vec<NodeId>,
+    pub nodes: NodeList,
     /// Whether the coordinator's own write counts in this group.
     pub with_coordinator: bool,
     /// Acknowledgements this group needs, if fewer than W: a ring with
@@ -362,7 +368,7 @@ pub struct AckGroup {
     pub needed: Option<usize>,
     /// Nodes of the group that stand in for a down owner of this group's
     /// ring: their acknowledgements count only if fallbacks count.
-    pub stand_ins: Vec<NodeId>,
+    pub stand_ins: NodeList,
 }
 
 impl AckGroup {
@@ -460,11 +466,11 @@ impl PutFsm {
             key,
             siblings: Some(siblings),
             encoded,
-            others,
+            others: SmallVec::from_vec(others),
             w: w.max(1),
             fallbacks_count,
-            groups,
-            answered: Vec::new(),
+            groups: SmallVec::from_vec(groups),
+            answered: SmallVec::new(),
             timed_out: false,
             replied: false,
         };
@@ -1004,16 +1010,16 @@ mod tests {
             .collect();
         let groups = vec![
             AckGroup {
-                nodes: vec![2, 3],
+                nodes: smallvec::smallvec![2, 3],
                 with_coordinator: true,
                 needed: None,
-                stand_ins: vec![],
+                stand_ins: smallvec::smallvec![],
             },
             AckGroup {
-                nodes: vec![2, 3, 4],
+                nodes: smallvec::smallvec![2, 3, 4],
                 with_coordinator: false,
                 needed: None,
-                stand_ins: vec![],
+                stand_ins: smallvec::smallvec![],
             },
         ];
         let start = |groups: Vec<AckGroup>| {
@@ -1063,16 +1069,16 @@ mod tests {
         ];
         let groups = vec![
             AckGroup {
-                nodes: vec![],
+                nodes: smallvec::smallvec![],
                 with_coordinator: true,
                 needed: Some(1),
-                stand_ins: vec![],
+                stand_ins: smallvec::smallvec![],
             },
             AckGroup {
-                nodes: vec![2, 3],
+                nodes: smallvec::smallvec![2, 3],
                 with_coordinator: true,
                 needed: Some(3),
-                stand_ins: vec![],
+                stand_ins: smallvec::smallvec![],
             },
         ];
         let (mut fsm, out) = PutFsm::start_grouped(
@@ -1101,16 +1107,16 @@ mod tests {
                 hint_for: None,
             })
             .collect();
-        let groups = |stand_ins: Vec<NodeId>| {
+        let groups = |stand_ins: NodeList| {
             vec![
                 AckGroup {
-                    nodes: vec![2, 4],
+                    nodes: smallvec::smallvec![2, 4],
                     with_coordinator: true,
                     needed: None,
-                    stand_ins: vec![],
+                    stand_ins: smallvec::smallvec![],
                 },
                 AckGroup {
-                    nodes: vec![2, 4],
+                    nodes: smallvec::smallvec![2, 4],
                     with_coordinator: false,
                     needed: None,
                     stand_ins,
@@ -1124,7 +1130,7 @@ mod tests {
                 others.clone(),
                 2,
                 fallbacks_count,
-                groups(vec![4]),
+                groups(smallvec::smallvec![4]),
             )
         };
         // Strict: the new group has one owner (2) that can count and needs

@@ -598,10 +598,17 @@ impl Node {
         stats.reads.fetch_add(keys.len() as u64, Ordering::Relaxed);
         let mut results: Vec<Option<Result<Siblings, ClusterError>>> =
             (0..keys.len()).map(|_| None).collect();
+        let plans: Vec<Plan> = keys.iter().map(|key| self.plan(key)).collect();
+        self.replica.warm_at(
+            keys.iter()
+                .zip(&plans)
+                .filter(|(_, plan)| plan.is_owner(self.me))
+                .map(|(key, plan)| (plan.position, &key[..])),
+        );
         let mut quorums = Vec::new();
         let mut members = Vec::new();
-        for (i, key) in keys.iter().enumerate() {
-            match self.read_quorum(key) {
+        for (i, (key, plan)) in keys.iter().zip(plans).enumerate() {
+            match self.read_quorum(key, plan) {
                 Ok(start) => {
                     quorums.push(start);
                     members.push(i);
@@ -626,8 +633,8 @@ impl Node {
     fn read_quorum(
         &self,
         key: &Bytes,
+        plan: Plan,
     ) -> Result<(Quorum, Vec<FsmOutput>), Result<Siblings, ClusterError>> {
-        let plan = self.plan(key);
         // A fallback holds only what was handed to it while an owner was
         // down: when its acknowledgements do not count toward W, its
         // answers must not count toward R either, or R + W > N would not
@@ -718,8 +725,20 @@ impl Node {
         let mut quorums = Vec::new();
         let mut members = Vec::new();
         let mut forwards = Vec::new();
-        for (i, (key, write)) in writes.into_iter().enumerate() {
-            let plan = self.write_plan(&key);
+        let planned: Vec<(Bytes, Write, Plan)> = writes
+            .into_iter()
+            .map(|(key, write)| {
+                let plan = self.write_plan(&key);
+                (key, write, plan)
+            })
+            .collect();
+        self.replica.warm_at(
+            planned
+                .iter()
+                .filter(|(_, _, plan)| plan.is_owner(self.me))
+                .map(|(key, _, plan)| (plan.position, &key[..])),
+        );
+        for (i, (key, write, plan)) in planned.into_iter().enumerate() {
             if !plan.is_owner(self.me) {
                 forwards.push((i, key, write, plan));
                 continue;
@@ -840,7 +859,7 @@ impl Node {
                     with_coordinator: g.nodes.contains(&self.me)
                         && (self.config.fallback_acks_count || !g.stand_ins.contains(&self.me)),
                     needed: Some(g.replicas).filter(|n| *n > 0),
-                    stand_ins: g.stand_ins.clone(),
+                    stand_ins: g.stand_ins.iter().copied().collect(),
                 })
                 .collect()
         };
@@ -1029,10 +1048,10 @@ impl Node {
                     super::driver::MAX_BATCH_KEYS
                 )))
             }
-            Request::MergeBatch { entries } => entries
-                .iter()
-                .try_for_each(|(k, s)| self.replica.merge_encoded(k, s, now).map(drop))
-                .map(|_| Response::Ack),
+            Request::MergeBatch { entries } => self
+                .replica
+                .merge_encoded_batch(&entries, now)
+                .map(|()| Response::Ack),
         };
         result.unwrap_or_else(|e| Response::Failed(e.to_string()))
     }
@@ -1109,11 +1128,15 @@ impl Node {
     fn read_batch(&self, keys: &[Bytes]) -> Result<Vec<EncodedSiblings>, ClusterError> {
         let mut states = Vec::with_capacity(keys.len().min(super::driver::MAX_BATCH_KEYS));
         let mut bytes = 0;
-        for key in keys.iter().take(super::driver::MAX_BATCH_KEYS) {
+        let keys = &keys[..keys.len().min(super::driver::MAX_BATCH_KEYS)];
+        let positions: Vec<u64> = keys.iter().map(|k| keyspace::ring_position(k)).collect();
+        self.replica
+            .warm_at(positions.iter().copied().zip(keys.iter().map(|k| &k[..])));
+        for (key, &position) in keys.iter().zip(&positions) {
             if bytes >= MAX_BATCH_REPLY_BYTES {
                 break;
             }
-            let state = self.read_with_hints(key)?;
+            let state = self.read_with_hints_at(position, key)?;
             bytes += state.len();
             states.push(state);
         }

@@ -23,11 +23,15 @@
 //!   written after a torn one would be lost at the next replay.
 //! - When the log exceeds [`REWRITE_MIN_BYTES`] and twice the live data, it
 //!   is rewritten in the background, as Redis's BGREWRITEAOF: the write that
-//!   crosses the line copies the map (writes wait for the copy only), and a
-//!   thread writes the copy to a new file, one record per key, and syncs it.
-//!   Meanwhile writes go on to the old log and are also kept in a rewrite
-//!   buffer; at the end, under the log's lock, the buffer is appended to the
-//!   new file, which is synced and renamed over the old one. A failed
+//!   crosses the line starts a rewrite buffer, and a thread writes the map
+//!   to a new file, one record per key, reading it a chunk of keys at a
+//!   time under its read lock (writers wait for one chunk at most, never
+//!   for a copy of the whole map), and syncs it. Meanwhile writes go on to
+//!   the old log and are also kept in the rewrite buffer; at the end, under
+//!   the log's lock, the buffer is appended to the new file, which is synced
+//!   and renamed over the old one. Replaying the buffer after the chunks
+//!   gives every key its last value, whether or not its chunk saw the
+//!   writes made during the rewrite. A failed
 //!   rewrite leaves the old log, complete, in place. At start a log past
 //!   the line is rewritten before the engine opens.
 //! - Namespaces are engines of their own in subdirectories `ns-<name>`.
@@ -37,8 +41,8 @@
 //!
 //! # Caveats
 //!
-//! - Everything is held in memory, twice while a rewrite runs: the map and
-//!   its copy (plus the writes made meanwhile, in the rewrite buffer).
+//! - Everything is held in memory, plus, while a rewrite runs, the writes
+//!   made meanwhile (in the rewrite buffer).
 //! - One process per directory: a `LOCK` file is locked for the engine's
 //!   life.
 
@@ -389,15 +393,17 @@ impl Log {
     }
 }
 
-/// A copy of the maps for a background rewrite: metadata, then data.
-type Snapshot = (HashMap<String, Vec<u8>>, KeyMap);
+/// Entries a rewrite reads from the map at a time, under its read lock.
+const REWRITE_CHUNK: usize = 1024;
 
-/// Writes one record per entry to a new file at `path` and syncs it;
+/// Writes a record for each metadata entry, then for each data entry (read
+/// a chunk at a time: `next_chunk(from)` gives the entries at or after
+/// `from`, at most [`REWRITE_CHUNK`]), to a new file at `path` and syncs it;
 /// returns the file and its size.
 fn write_snapshot(
     path: &Path,
     meta: &HashMap<String, Vec<u8>>,
-    data: &KeyMap,
+    mut next_chunk: impl FnMut(&[u8]) -> Vec<Entry>,
 ) -> io::Result<(File, u64)> {
     let mut out = BufWriter::with_capacity(WRITE_BUFFER, File::create(path)?);
     let mut bytes = 0;
@@ -405,9 +411,21 @@ fn write_snapshot(
         write_record(&mut out, OP_META, name.as_bytes(), value)?;
         bytes += record_len(name.as_bytes(), value);
     }
-    for (key, value) in data.iter() {
-        write_record(&mut out, OP_PUT, key, value)?;
-        bytes += record_len(key, value);
+    let mut from = Vec::new();
+    loop {
+        let chunk = next_chunk(&from);
+        for (key, value) in &chunk {
+            write_record(&mut out, OP_PUT, key, value)?;
+            bytes += record_len(key, value);
+        }
+        match chunk.last() {
+            Some((last, _)) if chunk.len() == REWRITE_CHUNK => {
+                // The smallest key after the last one.
+                from.clone_from(last);
+                from.push(0);
+            }
+            _ => break,
+        }
     }
     let file = out.into_inner().map_err(|e| e.into_error())?;
     file.sync_all()?;
@@ -496,15 +514,17 @@ impl Shared {
             // The previous rewrite ended (its buffer is gone): reap it.
             let _ = done.join();
         }
-        let snapshot = {
-            let maps = self.maps();
-            (maps.meta.clone(), maps.data.clone())
-        };
+        // Only the metadata is copied here. The data is read by the thread
+        // a chunk at a time while writes go on: every write from now on is
+        // also in the rewrite buffer, which is appended after the chunks, so
+        // a chunk that missed a write, or caught it, ends the same once the
+        // buffer is replayed over it (records are whole puts and deletes).
+        let meta = self.maps().meta.clone();
         log.rewrite_buffer = Some(Vec::new());
         let shared = self.clone();
         let spawned = std::thread::Builder::new()
             .name("aof-rewrite".into())
-            .spawn(move || shared.rewrite_in_background(snapshot));
+            .spawn(move || shared.rewrite_in_background(meta));
         match spawned {
             Ok(handle) => *rewriter = Some(handle),
             Err(error) => {
@@ -517,11 +537,11 @@ impl Shared {
 
     /// The rewrite thread: writes the copy, then swaps the files under the
     /// log's lock. On failure the old log stays in use.
-    fn rewrite_in_background(&self, snapshot: Snapshot) {
+    fn rewrite_in_background(&self, meta: HashMap<String, Vec<u8>>) {
         let started = Instant::now();
         let tmp = self.dir.join(REWRITE_FILE);
-        let result = write_snapshot(&tmp, &snapshot.0, &snapshot.1).and_then(|(file, bytes)| {
-            drop(snapshot);
+        let chunks = |from: &[u8]| self.maps().data.scan(from, None, REWRITE_CHUNK);
+        let result = write_snapshot(&tmp, &meta, chunks).and_then(|(file, bytes)| {
             let mut log = self.log();
             let swapped = self.swap_in(&mut log, file, bytes);
             log.rewrite_buffer = None;
@@ -576,7 +596,9 @@ impl Shared {
         let tmp = self.dir.join(REWRITE_FILE);
         let (file, bytes) = {
             let maps = self.maps();
-            write_snapshot(&tmp, &maps.meta, &maps.data)?
+            write_snapshot(&tmp, &maps.meta, |from| {
+                maps.data.scan(from, None, REWRITE_CHUNK)
+            })?
         };
         drop(file);
         Ok((self.install_rewritten()?, bytes))
@@ -669,6 +691,10 @@ impl Engine for AofEngine {
 
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
         Ok(self.shared.maps().data.get(key).cloned())
+    }
+
+    fn warm(&self, keys: &[&[u8]]) {
+        self.shared.maps().data.warm(keys);
     }
 
     fn put(&self, key: &[u8], value: &[u8]) -> Result<(), StorageError> {
@@ -915,6 +941,59 @@ mod tests {
             .collect();
         assert_eq!(stored, expected);
         assert_eq!(engine.meta_get("node_id").unwrap(), Some(b"7".to_vec()));
+    }
+
+    #[test]
+    fn a_rewrite_read_in_many_chunks_while_keys_change_keeps_every_last_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let threshold = 256 * 1024;
+        let mut expected = BTreeMap::new();
+        let mut rewrites = 0;
+        {
+            let engine = AofEngine::open_with(dir.path(), PERIODIC, threshold).unwrap();
+            // Cold keys, over several chunks, written once: only the chunked
+            // read of the map can carry them into a rewritten log.
+            for key in 0..REWRITE_CHUNK as u32 * 4 + 100 {
+                let key = [b"cold".as_slice(), &key.to_be_bytes()].concat();
+                let value = key.repeat(3);
+                engine.put(&key, &value).unwrap();
+                expected.insert(key, value);
+            }
+            // Hot keys rewritten until the log is rewritten several times;
+            // now and then a cold key changes or goes, during a rewrite.
+            for round in 0..4000u32 {
+                let hot = [b"hot".as_slice(), &(round % 64).to_be_bytes()].concat();
+                let value = round.to_be_bytes().repeat(8);
+                engine.put(&hot, &value).unwrap();
+                expected.insert(hot, value);
+                if round % 97 == 0 {
+                    let cold = [b"cold".as_slice(), &(round * 7 % 4096).to_be_bytes()].concat();
+                    if round % 2 == 0 {
+                        engine.delete(&cold).unwrap();
+                        expected.remove(&cold);
+                    } else {
+                        engine.put(&cold, b"changed").unwrap();
+                        expected.insert(cold, b"changed".to_vec());
+                    }
+                }
+                if round % 50 == 0 && engine.shared.log().rewrite_buffer.is_some() {
+                    rewrites += 1;
+                }
+            }
+            engine.shared.join_rewriter();
+        }
+        assert!(rewrites > 0, "no rewrite overlapped the writes");
+        let engine = AofEngine::open_with(dir.path(), PERIODIC, threshold).unwrap();
+        let stored: BTreeMap<Vec<u8>, Vec<u8>> = engine
+            .scan_from(&[], usize::MAX)
+            .unwrap()
+            .into_iter()
+            .collect();
+        assert_eq!(stored.len(), expected.len());
+        assert!(
+            stored == expected,
+            "the rewritten log lost or revived writes"
+        );
     }
 
     #[test]

@@ -56,6 +56,10 @@ impl Engine for MemoryEngine {
         Ok(self.read().data.get(key).cloned())
     }
 
+    fn warm(&self, keys: &[&[u8]]) {
+        self.read().data.warm(keys);
+    }
+
     fn put(&self, key: &[u8], value: &[u8]) -> Result<(), StorageError> {
         let mut inner = self.write();
         let inner = &mut *inner;

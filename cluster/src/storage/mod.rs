@@ -135,6 +135,12 @@ pub trait Engine: Send + Sync + 'static {
     /// The value stored under `key`, if any.
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError>;
 
+    /// A hint that `keys` are about to be read and written one by one (a
+    /// batch of replica requests): an in-memory engine touches their entries
+    /// now, all together, so their cache misses overlap instead of each
+    /// stalling its own lookup. Changes nothing; the default does nothing.
+    fn warm(&self, _keys: &[&[u8]]) {}
+
     /// Store `value` under `key`, replacing any previous value.
     fn put(&self, key: &[u8], value: &[u8]) -> Result<(), StorageError>;
 

@@ -47,8 +47,9 @@ impl EncodedSiblings {
     }
 
     /// Decodes and validates the state (see [`Siblings::decode`]).
+    /// Values share this encoding's buffer, which holds just this state.
     pub fn decode(&self) -> Result<Siblings, VersionError> {
-        Siblings::decode(&self.0)
+        Siblings::decode_shared(&self.0)
     }
 
     /// The encoded bytes.

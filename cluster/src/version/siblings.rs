@@ -115,6 +115,32 @@ struct SiblingsWire {
     context: VersionVector,
 }
 
+/// Borrowing shape of an encoded [`Siblings`] (the same layout): values
+/// stay in the input, so a decode copies each one once, or not at all.
+#[derive(Deserialize)]
+struct SiblingsView<'a> {
+    #[serde(borrow)]
+    versions: Vec<VersionView<'a>>,
+    context: VersionVector,
+}
+
+/// Borrowing shape of a [`Version`].
+#[derive(Deserialize)]
+struct VersionView<'a> {
+    dot: Dot,
+    timestamp_ms: u64,
+    expires_at_ms: Option<u64>,
+    #[serde(borrow)]
+    payload: PayloadView<'a>,
+}
+
+/// Borrowing shape of a [`Payload`].
+#[derive(Deserialize)]
+enum PayloadView<'a> {
+    Value(&'a [u8]),
+    Tombstone,
+}
+
 impl TryFrom<SiblingsWire> for Siblings {
     type Error = String;
 
@@ -320,8 +346,22 @@ impl Siblings {
     /// Decodes [`Siblings::encode`] output, rejecting unknown formats,
     /// garbage, truncation, trailing bytes and states that break the
     /// invariant (unsorted or duplicate dots, dots the context does not
-    /// cover, zero counters). Never panics.
+    /// cover, zero counters). Never panics. Values are copied out.
     pub fn decode(bytes: &[u8]) -> Result<Siblings, VersionError> {
+        Siblings::decode_with(bytes, Bytes::copy_from_slice)
+    }
+
+    /// [`Siblings::decode`] whose values share `bytes`' buffer instead of
+    /// being copied (they keep that buffer alive: use it on buffers that
+    /// hold just this state).
+    pub fn decode_shared(bytes: &Bytes) -> Result<Siblings, VersionError> {
+        Siblings::decode_with(bytes, |value| bytes.slice_ref(value))
+    }
+
+    fn decode_with(
+        bytes: &[u8],
+        value_of: impl Fn(&[u8]) -> Bytes,
+    ) -> Result<Siblings, VersionError> {
         let (&format, body) = bytes
             .split_first()
             .ok_or_else(|| VersionError::Corrupt("empty sibling data".into()))?;
@@ -330,7 +370,7 @@ impl Siblings {
                 "unknown sibling format {format}"
             )));
         }
-        let (wire, rest) = postcard::take_from_bytes::<SiblingsWire>(body)
+        let (view, rest) = postcard::take_from_bytes::<SiblingsView>(body)
             .map_err(|e| VersionError::Corrupt(format!("sibling data: {e}")))?;
         if !rest.is_empty() {
             return Err(VersionError::Corrupt(format!(
@@ -338,6 +378,23 @@ impl Siblings {
                 rest.len()
             )));
         }
-        Siblings::try_from(wire).map_err(VersionError::Corrupt)
+        let versions = view
+            .versions
+            .into_iter()
+            .map(|v| Version {
+                dot: v.dot,
+                timestamp_ms: v.timestamp_ms,
+                expires_at_ms: v.expires_at_ms,
+                payload: match v.payload {
+                    PayloadView::Value(value) => Payload::Value(value_of(value)),
+                    PayloadView::Tombstone => Payload::Tombstone,
+                },
+            })
+            .collect();
+        Siblings::try_from(SiblingsWire {
+            versions,
+            context: view.context,
+        })
+        .map_err(VersionError::Corrupt)
     }
 }

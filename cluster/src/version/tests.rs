@@ -177,6 +177,32 @@ fn encode_decode_round_trip() {
 }
 
 #[test]
+fn a_shared_decode_equals_a_copying_one_and_its_values_point_into_the_input() {
+    let mut s = Siblings::new();
+    s.apply_write(&blind(), put(1, 1, 10, b"first"));
+    s.apply_write(&blind(), Version::tombstone(Dot::new(2, 7), 11));
+    s.apply_write(&blind(), put(3, 1, 12, b"third"));
+    let bytes = Bytes::from(s.encode());
+    let shared = Siblings::decode_shared(&bytes).unwrap();
+    assert_eq!(shared, s);
+    assert_eq!(shared, Siblings::decode(&bytes).unwrap());
+    let within = bytes.as_ptr_range();
+    let values: Vec<&Bytes> = shared
+        .versions()
+        .iter()
+        .filter_map(Version::value)
+        .collect();
+    assert_eq!(values.len(), 2);
+    for value in values {
+        assert!(within.contains(&value.as_ptr()), "value copied out");
+    }
+    // Bad input is refused the same way.
+    for cut in 1..bytes.len() {
+        assert!(Siblings::decode_shared(&bytes.slice(..cut)).is_err());
+    }
+}
+
+#[test]
 fn corrupt_bytes_rejected() {
     let mut s = Siblings::new();
     s.apply_write(&blind(), put(1, 1, 10, b"hello"));
