@@ -292,8 +292,7 @@ impl Replica {
             .iter()
             .map(|(key, _)| keyspace::storage_key(key))
             .collect();
-        let warm: Vec<&[u8]> = skeys.iter().map(Vec::as_slice).collect();
-        self.engine.warm(&warm);
+        self.warm(&skeys);
         for (skey, (_, remote)) in skeys.iter().zip(entries) {
             self.merge_encoded_at(skey, remote, now_ms)?;
         }
@@ -307,9 +306,15 @@ impl Replica {
             .into_iter()
             .map(|(position, key)| keyspace::storage_key_at(position, key))
             .collect();
+        self.warm(&skeys);
+    }
+
+    /// Warms the engine for storage keys `skeys` (a lone key gains nothing:
+    /// its lookup follows at once).
+    fn warm(&self, skeys: &[Vec<u8>]) {
         if skeys.len() > 1 {
-            let warm: Vec<&[u8]> = skeys.iter().map(Vec::as_slice).collect();
-            self.engine.warm(&warm);
+            let keys: Vec<&[u8]> = skeys.iter().map(Vec::as_slice).collect();
+            self.engine.warm(&keys);
         }
     }
 

@@ -583,6 +583,7 @@ mod tests {
         assert_eq!(map.len(), 0);
         assert!(map.iter().next().is_none());
     }
+
     #[test]
     fn warming_reads_only_whatever_the_keys_and_buckets() {
         let mut map = KeyMap::default();
