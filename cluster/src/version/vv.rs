@@ -1,40 +1,72 @@
 //! Version vectors: a compact summary of which dots have been seen.
 
-use std::collections::BTreeMap;
+use std::fmt;
 
-use serde::{Deserialize, Serialize};
+use serde::{
+    de::{MapAccess, Visitor},
+    Deserialize, Deserializer, Serialize, Serializer,
+};
+use smallvec::SmallVec;
 
 use super::{Dot, NodeId};
+
+/// `(node, counter)` pairs sorted by node. A key's vector names the few
+/// nodes that coordinated its writes (about N), so the pairs live inline:
+/// states are decoded, joined and encoded on every write, and a tree map
+/// cost an allocation each time.
+type Entries = SmallVec<[(NodeId, u64); 4]>;
 
 /// Map from node to the highest counter seen for it; absent means 0.
 ///
 /// Entry `(A, n)` means "every dot of node `A` with counter `<= n` for this
 /// key has been seen". Zero entries are never stored, so two vectors that
 /// cover the same dots are equal as structs (and encode to the same bytes);
-/// deserialisation rejects zero entries to keep that true for foreign data.
+/// deserialisation rejects zero entries, and entries out of node order, to
+/// keep that true for foreign data. It encodes as a struct whose one field,
+/// `entries`, is a map from node to counter.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "VvWire")]
 pub struct VersionVector {
-    entries: BTreeMap<NodeId, u64>,
+    #[serde(
+        serialize_with = "serialize_entries",
+        deserialize_with = "deserialize_entries"
+    )]
+    entries: Entries,
 }
 
-/// Unvalidated wire shape of [`VersionVector`] (same layout as its derive).
-#[derive(Deserialize)]
-struct VvWire {
-    entries: BTreeMap<NodeId, u64>,
+fn serialize_entries<S: Serializer>(entries: &Entries, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_map(entries.iter().map(|(node, counter)| (node, counter)))
 }
 
-impl TryFrom<VvWire> for VersionVector {
-    type Error = String;
+fn deserialize_entries<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Entries, D::Error> {
+    struct EntriesVisitor;
 
-    fn try_from(wire: VvWire) -> Result<Self, Self::Error> {
-        if let Some((node, _)) = wire.entries.iter().find(|(_, c)| **c == 0) {
-            return Err(format!("version vector has a zero entry for node {node}"));
+    impl<'de> Visitor<'de> for EntriesVisitor {
+        type Value = Entries;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a map from node id to a non-zero counter, in node order")
         }
-        Ok(VersionVector {
-            entries: wire.entries,
-        })
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Entries, A::Error> {
+            let mut entries = Entries::new();
+            while let Some((node, counter)) = map.next_entry::<NodeId, u64>()? {
+                if counter == 0 {
+                    return Err(serde::de::Error::custom(format!(
+                        "version vector has a zero entry for node {node}"
+                    )));
+                }
+                if entries.last().is_some_and(|&(last, _)| last >= node) {
+                    return Err(serde::de::Error::custom(format!(
+                        "version vector entries out of node order at node {node}"
+                    )));
+                }
+                entries.push((node, counter));
+            }
+            Ok(entries)
+        }
     }
+
+    deserializer.deserialize_map(EntriesVisitor)
 }
 
 impl VersionVector {
@@ -43,9 +75,13 @@ impl VersionVector {
         VersionVector::default()
     }
 
+    fn find(&self, node: NodeId) -> Result<usize, usize> {
+        self.entries.binary_search_by_key(&node, |&(n, _)| n)
+    }
+
     /// Highest counter seen for `node`, 0 if none.
     pub fn get(&self, node: NodeId) -> u64 {
-        self.entries.get(&node).copied().unwrap_or(0)
+        self.find(node).map_or(0, |i| self.entries[i].1)
     }
 
     /// Whether `dot` has been seen (`dot.counter <= get(dot.node)`).
@@ -61,13 +97,15 @@ impl VersionVector {
         if dot.counter == 0 {
             return; // keeps the "no zero entries" invariant; covers nothing new
         }
-        let entry = self.entries.entry(dot.node).or_insert(0);
-        *entry = (*entry).max(dot.counter);
+        match self.find(dot.node) {
+            Ok(i) => self.entries[i].1 = self.entries[i].1.max(dot.counter),
+            Err(i) => self.entries.insert(i, (dot.node, dot.counter)),
+        }
     }
 
     /// Pointwise maximum: afterwards `self` has seen what either had seen.
     pub fn join(&mut self, other: &VersionVector) {
-        for (&node, &counter) in &other.entries {
+        for &(node, counter) in &other.entries {
             self.add(Dot { node, counter });
         }
     }
@@ -84,13 +122,13 @@ impl VersionVector {
 
     /// `(node, counter)` pairs in node order, zero entries never included.
     pub fn iter(&self) -> impl Iterator<Item = (NodeId, u64)> + '_ {
-        self.entries.iter().map(|(&n, &c)| (n, c))
+        self.entries.iter().copied()
     }
 
     /// Whether `self >= other` pointwise, i.e. `self` covers every dot that
     /// `other` covers.
     pub fn descends(&self, other: &VersionVector) -> bool {
-        other.entries.iter().all(|(&n, &c)| self.get(n) >= c)
+        other.entries.iter().all(|&(n, c)| self.get(n) >= c)
     }
 }
 
@@ -108,6 +146,8 @@ impl FromIterator<(NodeId, u64)> for VersionVector {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
 
     fn vv(pairs: &[(NodeId, u64)]) -> VersionVector {
@@ -152,5 +192,55 @@ mod tests {
         let good = vv(&[(4, 2)]);
         let bytes = postcard::to_stdvec(&good).unwrap();
         assert_eq!(postcard::from_bytes::<VersionVector>(&bytes).unwrap(), good);
+    }
+
+    #[test]
+    fn encodes_as_the_tree_map_it_replaced_and_refuses_disorder() {
+        // The layout the vector had as a struct around a BTreeMap: stored
+        // states and peers' messages decode the same.
+        #[derive(Serialize)]
+        struct Before {
+            entries: BTreeMap<NodeId, u64>,
+        }
+        let pairs = [
+            (1u64, 7u64),
+            (3, 1),
+            (u64::MAX, 300),
+            (9, 2),
+            (2, 1),
+            (40, 5),
+        ];
+        let before = Before {
+            entries: pairs.iter().copied().collect(),
+        };
+        let now = vv(&pairs);
+        let bytes = postcard::to_stdvec(&before).unwrap();
+        assert_eq!(postcard::to_stdvec(&now).unwrap(), bytes);
+        assert_eq!(postcard::from_bytes::<VersionVector>(&bytes).unwrap(), now);
+        // The same pairs out of node order, or a node twice: refused.
+        let unsorted: Vec<u8> = [
+            vec![2u8],
+            postcard::to_stdvec(&(5u64, 1u64)).unwrap(),
+            postcard::to_stdvec(&(4u64, 1u64)).unwrap(),
+        ]
+        .concat();
+        assert!(postcard::from_bytes::<VersionVector>(&unsorted).is_err());
+        let twice: Vec<u8> = [
+            vec![2u8],
+            postcard::to_stdvec(&(4u64, 1u64)).unwrap(),
+            postcard::to_stdvec(&(4u64, 2u64)).unwrap(),
+        ]
+        .concat();
+        assert!(postcard::from_bytes::<VersionVector>(&twice).is_err());
+        let sorted: Vec<u8> = [
+            vec![2u8],
+            postcard::to_stdvec(&(4u64, 1u64)).unwrap(),
+            postcard::to_stdvec(&(5u64, 1u64)).unwrap(),
+        ]
+        .concat();
+        assert_eq!(
+            postcard::from_bytes::<VersionVector>(&sorted).unwrap(),
+            vv(&[(4, 1), (5, 1)])
+        );
     }
 }
