@@ -4,6 +4,7 @@ use std::cmp::Ordering;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 
 use super::{Dot, NodeId, VersionError, VersionVector};
 
@@ -104,8 +105,20 @@ impl Version {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "SiblingsWire")]
 pub struct Siblings {
-    versions: Vec<Version>,
+    #[serde(serialize_with = "serialize_versions")]
+    versions: Versions,
     context: VersionVector,
+}
+
+/// A key's versions: nearly always one (siblings are the exception), kept
+/// inline so decoding a state does not allocate for them.
+type Versions = SmallVec<[Version; 1]>;
+
+fn serialize_versions<S: serde::Serializer>(
+    versions: &Versions,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_seq(versions.iter())
 }
 
 /// Unvalidated wire shape of [`Siblings`] (same layout as its derive).
@@ -119,9 +132,37 @@ struct SiblingsWire {
 /// stay in the input, so a decode copies each one once, or not at all.
 #[derive(Deserialize)]
 struct SiblingsView<'a> {
-    #[serde(borrow)]
-    versions: Vec<VersionView<'a>>,
+    #[serde(borrow, deserialize_with = "deserialize_views")]
+    versions: SmallVec<[VersionView<'a>; 1]>,
     context: VersionVector,
+}
+
+/// The versions of a [`SiblingsView`], inline like [`Versions`].
+fn deserialize_views<'de: 'a, 'a, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<SmallVec<[VersionView<'a>; 1]>, D::Error> {
+    struct Views<'a>(std::marker::PhantomData<VersionView<'a>>);
+
+    impl<'de: 'a, 'a> serde::de::Visitor<'de> for Views<'a> {
+        type Value = SmallVec<[VersionView<'a>; 1]>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a sequence of versions")
+        }
+
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut views = SmallVec::new();
+            while let Some(view) = seq.next_element()? {
+                views.push(view);
+            }
+            Ok(views)
+        }
+    }
+
+    deserializer.deserialize_seq(Views(std::marker::PhantomData))
 }
 
 /// Borrowing shape of a [`Version`].
@@ -145,25 +186,28 @@ impl TryFrom<SiblingsWire> for Siblings {
     type Error = String;
 
     fn try_from(wire: SiblingsWire) -> Result<Self, Self::Error> {
-        for v in &wire.versions {
-            if v.dot.counter == 0 {
-                return Err(format!("dot {} has counter 0", v.dot));
-            }
-            if !wire.context.covers(&v.dot) {
-                return Err(format!("context does not cover dot {}", v.dot));
-            }
-        }
-        if let Some(w) = wire.versions.windows(2).find(|w| w[0].dot >= w[1].dot) {
-            return Err(format!("dots not strictly sorted at {}", w[1].dot));
-        }
-        Ok(Siblings {
-            versions: wire.versions,
-            context: wire.context,
-        })
+        Siblings::checked(Versions::from_vec(wire.versions), wire.context)
     }
 }
 
 impl Siblings {
+    /// A state from foreign parts, if they keep the invariant: non-zero
+    /// counters, dots strictly sorted and covered by the context.
+    fn checked(versions: Versions, context: VersionVector) -> Result<Siblings, String> {
+        for v in &versions {
+            if v.dot.counter == 0 {
+                return Err(format!("dot {} has counter 0", v.dot));
+            }
+            if !context.covers(&v.dot) {
+                return Err(format!("context does not cover dot {}", v.dot));
+            }
+        }
+        if let Some(w) = versions.windows(2).find(|w| w[0].dot >= w[1].dot) {
+            return Err(format!("dots not strictly sorted at {}", w[1].dot));
+        }
+        Ok(Siblings { versions, context })
+    }
+
     /// The state of a key never written (or never heard of) here.
     pub fn new() -> Siblings {
         Siblings::default()
@@ -239,7 +283,7 @@ impl Siblings {
     /// Commutative, associative and idempotent on well-formed states.
     pub fn merge(&mut self, other: &Siblings) {
         let mine = std::mem::take(&mut self.versions);
-        let mut merged = Vec::with_capacity(mine.len().max(other.versions.len()));
+        let mut merged = Versions::with_capacity(mine.len().max(other.versions.len()));
         let mut theirs = other.versions.iter().peekable();
         let mut mine = mine.into_iter().peekable();
         loop {
@@ -391,10 +435,6 @@ impl Siblings {
                 },
             })
             .collect();
-        Siblings::try_from(SiblingsWire {
-            versions,
-            context: view.context,
-        })
-        .map_err(VersionError::Corrupt)
+        Siblings::checked(versions, view.context).map_err(VersionError::Corrupt)
     }
 }
