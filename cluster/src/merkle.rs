@@ -463,6 +463,22 @@ impl MerkleForest {
         }
     }
 
+    /// Reads the leaf and the stale flags that [`MerkleForest::update`]
+    /// will change for each of `positions`, all together, so that a batch
+    /// of writes pays their cache misses overlapped rather than one by one
+    /// (as [`crate::storage::Engine::warm`] does for the store). Reads only.
+    pub fn warm(&self, positions: &[u64]) {
+        let mut touched = 0u128;
+        for &position in positions {
+            let tree = &self.trees[self.partition_of(position)];
+            if let Some(nodes) = &tree.nodes {
+                touched ^= nodes.leaves[tree.leaf_of(position)];
+                touched ^= u128::from(nodes.dirty[INNER - 1]);
+            }
+        }
+        std::hint::black_box(touched);
+    }
+
     /// A key's state changed: routes [`MerkleTree::update`] to the tree of
     /// the position's partition.
     pub fn update(&mut self, position: u64, old: Option<u128>, new: Option<u128>) {

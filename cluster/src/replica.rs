@@ -309,12 +309,17 @@ impl Replica {
         self.warm(&skeys);
     }
 
-    /// Warms the engine for storage keys `skeys` (a lone key gains nothing:
-    /// its lookup follows at once).
+    /// Warms the engine, and the hash trees a write updates, for storage
+    /// keys `skeys` (a lone key gains nothing: its lookup follows at once).
     fn warm(&self, skeys: &[Vec<u8>]) {
         if skeys.len() > 1 {
             let keys: Vec<&[u8]> = skeys.iter().map(Vec::as_slice).collect();
             self.engine.warm(&keys);
+            let positions: Vec<u64> = skeys
+                .iter()
+                .filter_map(|skey| keyspace::split_storage_key(skey).map(|(p, _)| p))
+                .collect();
+            self.with_merkle(|forest| forest.warm(&positions));
         }
     }
 

@@ -307,9 +307,12 @@ impl KeyMap {
         // The key and value bytes of the entries looked for.
         for ((entries, &head), key) in slots.iter().zip(&heads).zip(keys) {
             if let Ok(i) = search(entries, head, key) {
-                let value = &entries[i].1;
-                touched ^= u64::from(value.first().copied().unwrap_or(0));
-                touched ^= u64::from(value.last().copied().unwrap_or(0));
+                let (key, value) = &entries[i];
+                touched ^= u64::from(key.bytes.last().copied().unwrap_or(0));
+                // Every cache line of the value (it is copied out next).
+                for byte in value.iter().step_by(64).chain(value.last()) {
+                    touched ^= u64::from(*byte);
+                }
             }
         }
         std::hint::black_box(touched);
