@@ -143,6 +143,16 @@ pub struct PeerReport {
     pub latency_us: f64,
 }
 
+/// How a request starts: a quorum machine to run (with its first outputs),
+/// or its answer already, when no other replica needs asking.
+// The machine is moved once, into the driver's list; boxing it would cost
+// an allocation per request for nothing.
+#[allow(clippy::large_enum_variant)]
+enum Start<T> {
+    Run(Quorum, Vec<FsmOutput>),
+    Done(T),
+}
+
 /// The replicas of one request under the sloppy quorum: the first N healthy
 /// nodes of the preference list, each down owner replaced by the next healthy
 /// node beyond the first N (holding the write as a hint), and the down owners
@@ -609,11 +619,11 @@ impl Node {
         let mut members = Vec::new();
         for (i, (key, plan)) in keys.iter().zip(plans).enumerate() {
             match self.read_quorum(key, plan) {
-                Ok(start) => {
-                    quorums.push(start);
+                Start::Run(machine, first) => {
+                    quorums.push((machine, first));
                     members.push(i);
                 }
-                Err(local) => results[i] = Some(local),
+                Start::Done(local) => results[i] = Some(local),
             }
         }
         if !quorums.is_empty() {
@@ -630,11 +640,7 @@ impl Node {
 
     /// The quorum read of `key`, or its answer when no other replica needs
     /// asking (a key only this node holds, with R = 1).
-    fn read_quorum(
-        &self,
-        key: &Bytes,
-        plan: Plan,
-    ) -> Result<(Quorum, Vec<FsmOutput>), Result<Siblings, ClusterError>> {
+    fn read_quorum(&self, key: &Bytes, plan: Plan) -> Start<Result<Siblings, ClusterError>> {
         // A fallback holds only what was handed to it while an owner was
         // down: when its acknowledgements do not count toward W, its
         // answers must not count toward R either, or R + W > N would not
@@ -650,7 +656,7 @@ impl Node {
         };
         let r = self.quorum(self.config.r, &plan);
         if targets == [self.me] && r <= 1 {
-            return Err(self.replica.read(key));
+            return Start::Done(self.replica.read(key));
         }
         // Our own replica answers without a network round trip: ask it first.
         if let Some(i) = targets.iter().position(|n| *n == self.me) {
@@ -693,7 +699,7 @@ impl Node {
             }
             out.extend(fsm.on_answer(self.me, answer));
         }
-        Ok((Quorum::Get(fsm), out))
+        Start::Run(Quorum::Get(fsm), out)
     }
 
     /// Writes `write` to `key`: coordinated here when this node is an owner,
@@ -748,11 +754,11 @@ impl Node {
                 .write_encoded_at(plan.position, &key, now_ms, |_| (Some(write), ()))
                 .map(|(_, stored)| stored.expect("a write was decided"));
             match stored.map(|stored| self.replication(key, stored, &plan)) {
-                Ok(Ok(start)) => {
-                    quorums.push(start);
+                Ok(Start::Run(machine, first)) => {
+                    quorums.push((machine, first));
                     members.push(i);
                 }
-                Ok(Err(done)) => results[i] = Some(Ok(done)),
+                Ok(Start::Done(done)) => results[i] = Some(Ok(done)),
                 Err(error) => results[i] = Some(Err(error)),
             }
         }
@@ -815,11 +821,11 @@ impl Node {
         plan: &Plan,
     ) -> Result<Siblings, ClusterError> {
         match self.replication(key, stored, plan) {
-            Ok(start) => {
-                let mut replies = self.drive_all(vec![start]).await;
+            Start::Run(machine, first) => {
+                let mut replies = self.drive_all(vec![(machine, first)]).await;
                 replies.pop().expect("one reply")
             }
-            Err(done) => Ok(done),
+            Start::Done(done) => Ok(done),
         }
     }
 
@@ -831,7 +837,7 @@ impl Node {
         key: Bytes,
         stored: (Siblings, EncodedSiblings),
         plan: &Plan,
-    ) -> Result<(Quorum, Vec<FsmOutput>), Siblings> {
+    ) -> Start<Siblings> {
         for &owner in &plan.orphans {
             self.hold_hint(owner, &key, &stored.0);
         }
@@ -842,7 +848,7 @@ impl Node {
             .filter(|t| t.node != self.me)
             .collect();
         if others.is_empty() && self.quorum(self.config.w, plan) <= 1 && plan.groups.is_empty() {
-            return Err(stored.0);
+            return Start::Done(stored.0);
         }
         // A ring with fewer than W nodes has fewer replicas of the key than
         // W: its group needs all of them (R and W are capped the same way).
@@ -871,7 +877,7 @@ impl Node {
             self.config.fallback_acks_count,
             groups,
         );
-        Ok((Quorum::Put(fsm), out))
+        Start::Run(Quorum::Put(fsm), out)
     }
 
     /// Keeps a hint here for `owner`, which did not get this write.
