@@ -871,6 +871,15 @@ mod tests {
         assert_eq!(engine.get(b"second").unwrap(), None);
     }
 
+    /// Every data entry of `engine`, as a map.
+    fn everything_in(engine: &AofEngine) -> BTreeMap<Vec<u8>, Vec<u8>> {
+        engine
+            .scan_from(&[], usize::MAX)
+            .unwrap()
+            .into_iter()
+            .collect()
+    }
+
     #[test]
     fn the_log_is_rewritten_once_mostly_garbage() {
         let dir = tempfile::tempdir().unwrap();
@@ -939,11 +948,7 @@ mod tests {
         }
         assert!(!dir.path().join(REWRITE_FILE).exists());
         let engine = AofEngine::open_with(dir.path(), PERIODIC, threshold).unwrap();
-        let stored: BTreeMap<Vec<u8>, Vec<u8>> = engine
-            .scan_from(&[], usize::MAX)
-            .unwrap()
-            .into_iter()
-            .collect();
+        let stored = everything_in(&engine);
         assert_eq!(stored, expected);
         assert_eq!(engine.meta_get("node_id").unwrap(), Some(b"7".to_vec()));
     }
@@ -989,11 +994,7 @@ mod tests {
         }
         assert!(rewrites > 0, "no rewrite overlapped the writes");
         let engine = AofEngine::open_with(dir.path(), PERIODIC, threshold).unwrap();
-        let stored: BTreeMap<Vec<u8>, Vec<u8>> = engine
-            .scan_from(&[], usize::MAX)
-            .unwrap()
-            .into_iter()
-            .collect();
+        let stored = everything_in(&engine);
         assert_eq!(stored.len(), expected.len());
         assert!(
             stored == expected,
