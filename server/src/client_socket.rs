@@ -1,6 +1,6 @@
 //! A client's byte stream: plain TCP on `port`, TLS on `tls-port`.
 
-use std::time::Duration;
+use std::{task::Poll, time::Duration};
 
 use bytes::BytesMut;
 use resp::FrameError;
@@ -57,10 +57,13 @@ impl ClientSocket {
         match self {
             ClientSocket::Plain(socket) => loop {
                 input.reserve(READ_CHUNK);
-                match socket.try_read_buf(input) {
-                    Ok(read) => return Ok(read),
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                    Err(e) => return Err(e.into()),
+                // Through `AsyncRead` rather than `try_read_buf`: a read that
+                // does not fill the buffer marks the socket drained, so the
+                // next call waits for readiness instead of paying a `recv`
+                // that fails with EAGAIN (one syscall per request fewer
+                // without pipelining).
+                if let Some(read) = poll_once(socket.read_buf(input)).await {
+                    return Ok(read?);
                 }
                 if input.is_empty() {
                     *input = BytesMut::new();
@@ -79,6 +82,16 @@ impl ClientSocket {
             }
         }
     }
+}
+
+/// Polls `future` once: its output if it is ready, `None` if it would wait.
+async fn poll_once<T>(future: impl std::future::Future<Output = T>) -> Option<T> {
+    let mut future = std::pin::pin!(future);
+    std::future::poll_fn(|cx| match future.as_mut().poll(cx) {
+        Poll::Ready(output) => Poll::Ready(Some(output)),
+        Poll::Pending => Poll::Ready(None),
+    })
+    .await
 }
 
 /// Runs `io`, failing with "idle timeout" once `limit` has passed.

@@ -8,6 +8,9 @@ use std::{net::IpAddr, path::PathBuf};
 
 use serde::Deserialize;
 
+/// Most threads `worker-threads` may ask for.
+const MAX_WORKER_THREADS: usize = 1024;
+
 /// Every option, with the defaults of a single embedded node.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
@@ -139,6 +142,11 @@ pub struct Config {
     pub slowlog_log_slower_than: i64,
     /// Most entries the slow log keeps.
     pub slowlog_max_len: usize,
+    /// Threads that run client connections, peer links and quorums: 1 (the
+    /// default) runs them all on one event loop, as Redis does, which costs
+    /// the least per request; more spread them over that many threads (0:
+    /// one per core) for a node alone on a many-core machine.
+    pub worker_threads: usize,
 }
 
 impl Default for Config {
@@ -198,6 +206,7 @@ impl Default for Config {
             metrics_port: 0,
             slowlog_log_slower_than: 10_000,
             slowlog_max_len: 128,
+            worker_threads: 1,
         }
     }
 }
@@ -426,6 +435,7 @@ impl Config {
                 self.slowlog_log_slower_than.to_string(),
             ),
             ("slowlog-max-len", self.slowlog_max_len.to_string()),
+            ("worker-threads", self.worker_threads.to_string()),
         ]
     }
 
@@ -523,6 +533,11 @@ impl Config {
         }
         if self.slowlog_max_len > 100_000 {
             return Err("bad value for option 'slowlog-max-len': at most 100000".into());
+        }
+        if self.worker_threads > MAX_WORKER_THREADS {
+            return Err(format!(
+                "bad value for option 'worker-threads': at most {MAX_WORKER_THREADS} (0: one per core)"
+            ));
         }
         if !(1..=4096).contains(&self.transfer_batch) {
             return Err("bad value for option 'transfer-batch': must be from 1 to 4096".into());
@@ -774,6 +789,17 @@ mod tests {
         assert!(error.contains("'tls-key-file'"), "{error}");
         let error = run(&["--tls-port", "6379"]).unwrap_err();
         assert!(error.contains("'tls-port'"), "{error}");
+    }
+
+    #[test]
+    fn worker_threads_default_to_one_loop_and_are_bounded() {
+        assert_eq!(run(&[]).unwrap().worker_threads, 1);
+        assert_eq!(run(&["--worker-threads", "0"]).unwrap().worker_threads, 0);
+        assert_eq!(run(&["--worker-threads", "4"]).unwrap().worker_threads, 4);
+        let error = run(&["--worker-threads", "5000"]).unwrap_err();
+        assert!(error.contains("'worker-threads'"), "{error}");
+        let error = run(&["--worker-threads", "-1"]).unwrap_err();
+        assert!(error.contains("worker-threads"), "{error}");
     }
 
     #[test]

@@ -56,10 +56,7 @@ fn main() -> ExitCode {
         }
     };
     init_logging(&config);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime_builder(config.worker_threads).enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("dynamo-server: cannot start the runtime: {e}");
@@ -72,6 +69,22 @@ fn main() -> ExitCode {
             tracing::error!("{message}");
             eprintln!("dynamo-server: {message}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// One event loop for `worker-threads 1` (tokio's current-thread scheduler:
+/// no work stealing, no cross-thread wake-ups, the cheapest per request);
+/// otherwise the work-stealing scheduler on that many threads (0: one per
+/// core).
+fn runtime_builder(worker_threads: usize) -> tokio::runtime::Builder {
+    match worker_threads {
+        1 => tokio::runtime::Builder::new_current_thread(),
+        0 => tokio::runtime::Builder::new_multi_thread(),
+        threads => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(threads);
+            builder
         }
     }
 }
