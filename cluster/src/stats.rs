@@ -26,6 +26,11 @@ pub struct CoordinatorStats {
     /// Reads that asked one more replica after `read-hedge-ms` without R
     /// answers.
     pub hedged_reads: AtomicU64,
+    /// Lone client reads and writes (no pipelining) that ran batched with
+    /// other clients' (`runtime/coalesce.rs`) ...
+    pub coalesced_requests: AtomicU64,
+    /// ... and the batches they ran in.
+    pub coalesced_batches: AtomicU64,
     /// Writes this node sent to an owner of the key to coordinate.
     pub writes_forwarded: AtomicU64,
     /// Writes this node coordinated for another node.

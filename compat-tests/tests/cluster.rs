@@ -571,3 +571,70 @@ fn a_batch_of_large_values_is_answered_in_pages() {
         }
     }
 }
+
+#[test]
+fn lone_requests_of_many_clients_run_in_shared_batches_each_with_its_own_answer() {
+    const CLIENTS: usize = 32;
+    const ROUNDS: usize = 60;
+    let mut cluster = Cluster::start(3, QUORUM, &[]);
+    let before = compat_tests::info_field(cluster.node(0), "coalesced_requests");
+    let run_clients = |node: &compat_tests::Server, tag: &str| {
+        std::thread::scope(|scope| {
+            for client in 0..CLIENTS {
+                let tag = tag.to_string();
+                scope.spawn(move || {
+                    let mut con = node.client();
+                    for round in 0..ROUNDS {
+                        let key = format!("lone:{client}:{round}");
+                        let value = format!("{key}={tag}");
+                        let _: () = q(&mut con, &["SET", &key, &value]);
+                        let got: Option<String> = q(&mut con, &["GET", &key]);
+                        assert_eq!(got.as_deref(), Some(value.as_str()));
+                        let missing: Option<String> =
+                            q(&mut con, &["GET", &format!("lone:none:{client}:{round}")]);
+                        assert_eq!(missing, None);
+                        // Every client writes this one key too: writes of one
+                        // key in one batch supersede each other in turn.
+                        let _: () = q(&mut con, &["SET", "lone:shared", &format!("{client}")]);
+                    }
+                });
+            }
+        });
+    };
+    run_clients(cluster.node(0), "one");
+    let requests = compat_tests::info_field(cluster.node(0), "coalesced_requests") - before;
+    let batches = compat_tests::info_field(cluster.node(0), "coalesced_batches");
+    assert!(
+        requests >= (CLIENTS * ROUNDS * 4) as u64,
+        "every lone GET and SET goes through the batcher: {requests}"
+    );
+    assert!(
+        batches < requests,
+        "concurrent clients' requests share batches: {batches} batches for {requests} requests"
+    );
+    // One coordinator, so the shared key holds one version, one client's.
+    let mut b = cluster.node(1).client();
+    let (_, values) = dget(&mut b, &["DGET", "lone:shared"]);
+    assert_eq!(values.len(), 1, "{values:?}");
+    assert!(values[0].parse::<usize>().is_ok_and(|c| c < CLIENTS));
+    // Acknowledged batched writes survive the kill of a replica, and lone
+    // requests keep working on the two nodes left.
+    cluster.nodes[2].kill9();
+    for client in [0, CLIENTS / 2, CLIENTS - 1] {
+        for round in [0, ROUNDS - 1] {
+            let key = format!("lone:{client}:{round}");
+            let got: Option<String> = q(&mut b, &["GET", &key]);
+            assert_eq!(got, Some(format!("{key}=one")));
+        }
+    }
+    run_clients(cluster.node(1), "two");
+    let mut a = cluster.node(0).client();
+    let got: Option<String> = q(
+        &mut a,
+        &["GET", &format!("lone:{}:{}", CLIENTS - 1, ROUNDS - 1)],
+    );
+    assert_eq!(
+        got,
+        Some(format!("lone:{}:{}=two", CLIENTS - 1, ROUNDS - 1))
+    );
+}

@@ -251,6 +251,14 @@ fn section_text(state: &ServerState, section: &str, out: &mut String) {
             line("read_repairs", &CoordinatorStats::get(&cs.read_repairs));
             line("hedged_reads", &CoordinatorStats::get(&cs.hedged_reads));
             line(
+                "coalesced_requests",
+                &CoordinatorStats::get(&cs.coalesced_requests),
+            );
+            line(
+                "coalesced_batches",
+                &CoordinatorStats::get(&cs.coalesced_batches),
+            );
+            line(
                 "writes_forwarded",
                 &CoordinatorStats::get(&cs.writes_forwarded),
             );

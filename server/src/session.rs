@@ -90,19 +90,27 @@ impl Session {
         // On one node every command finishes without waiting, so running
         // them in order costs nothing, and skips moving large futures around.
         let clustered = self.state.coordinator.node().is_some();
-        if clustered && parsed.len() > 1 && self.queue.is_none() && self.authenticated {
+        if clustered && !parsed.is_empty() && self.queue.is_none() && self.authenticated {
             let mut keys = std::collections::HashSet::with_capacity(parsed.len());
             let independent = parsed.iter().all(|(_, (_, p))| {
                 matches!(p, Ok(c) if c.single_key().is_some_and(|k| keys.insert(k.clone())))
             });
             if independent {
-                let stats = &self.state.stats.commands_processed;
-                stats.fetch_add(parsed.len() as u64, Ordering::Relaxed);
                 let now = now_ms();
+                // A lone GET or SET too: its future is much smaller than a
+                // general command's (the node batches it with other
+                // clients' lone requests).
                 let parsed = match self.run_together(parsed, now).await {
-                    Ok(replies) => return replies,
+                    Ok(replies) => {
+                        let stats = &self.state.stats.commands_processed;
+                        stats.fetch_add(replies.len() as u64, Ordering::Relaxed);
+                        return replies;
+                    }
+                    Err(parsed) if parsed.len() == 1 => return self.run_each(parsed).await,
                     Err(parsed) => parsed,
                 };
+                let stats = &self.state.stats.commands_processed;
+                stats.fetch_add(parsed.len() as u64, Ordering::Relaxed);
                 let state = &self.state;
                 let this = &*self;
                 // FuturesOrdered polls only the commands that were woken
@@ -122,6 +130,12 @@ impl Session {
                 return runs.collect().await;
             }
         }
+        self.run_each(parsed).await
+    }
+
+    /// Runs commands one after the other (a MULTI, a single node, commands
+    /// that depend on each other).
+    async fn run_each(&mut self, parsed: Vec<(Vec<Bytes>, Parsed)>) -> Vec<(Reply, Flow)> {
         let mut out = Vec::with_capacity(parsed.len());
         for (request, (index, command)) in parsed {
             let started = Instant::now();

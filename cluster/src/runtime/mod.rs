@@ -9,6 +9,7 @@
 pub mod antientropy;
 pub mod budget;
 pub mod changes;
+mod coalesce;
 pub mod driver;
 pub mod node;
 pub mod tombstones;

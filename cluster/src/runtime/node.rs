@@ -260,6 +260,8 @@ pub struct Node {
     latency: Mutex<super::budget::LatencyWatch>,
     /// The pace of anti-entropy's key transfers.
     ae_rate: Mutex<super::budget::KeyRate>,
+    /// Lone client reads and writes waiting to run as one batch.
+    pub(super) coalescer: super::coalesce::Coalescer,
 }
 
 /// The replica request rate, sampled for the background budget.
@@ -387,6 +389,7 @@ impl Node {
             transfer: super::transfer::TransferLocal::default(),
             latency: Mutex::new(super::budget::LatencyWatch::new(std::time::Instant::now())),
             ae_rate: Mutex::new(ae_rate),
+            coalescer: Default::default(),
         };
         node.persist();
         Ok(node)
@@ -603,6 +606,18 @@ impl Node {
     /// read per key, their messages to each replica batched (see
     /// [`super::driver`]). Results in the order of `keys`.
     pub async fn get_many(self: &Arc<Self>, keys: &[Bytes]) -> Vec<Result<Siblings, ClusterError>> {
+        // A lone read joins the other clients' lone reads (`coalesce.rs`).
+        if let [key] = keys {
+            return vec![self.coalesced_get(key.clone()).await];
+        }
+        self.get_many_now(keys).await
+    }
+
+    /// [`Node::get_many`] of exactly these keys, as one batch.
+    pub(super) async fn get_many_now(
+        self: &Arc<Self>,
+        keys: &[Bytes],
+    ) -> Vec<Result<Siblings, ClusterError>> {
         let _foreground = Foreground::enter(self, keys.len());
         let stats = self.replica.stats();
         stats.reads.fetch_add(keys.len() as u64, Ordering::Relaxed);
@@ -721,6 +736,20 @@ impl Node {
     /// replica batched; the others are forwarded to an owner concurrently.
     /// Results in the order of `writes`.
     pub async fn put_many(
+        self: &Arc<Self>,
+        mut writes: Vec<(Bytes, Write)>,
+        now_ms: u64,
+    ) -> Vec<Result<Siblings, ClusterError>> {
+        // A lone write joins the other clients' lone writes (`coalesce.rs`).
+        if writes.len() == 1 {
+            let (key, write) = writes.pop().expect("one write");
+            return vec![self.coalesced_put(key, write, now_ms).await];
+        }
+        self.put_many_now(writes, now_ms).await
+    }
+
+    /// [`Node::put_many`] of exactly these writes, as one batch.
+    pub(super) async fn put_many_now(
         self: &Arc<Self>,
         writes: Vec<(Bytes, Write)>,
         now_ms: u64,

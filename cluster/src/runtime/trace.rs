@@ -73,6 +73,15 @@ pub(crate) fn record(node: NodeId, elapsed: Duration, outcome: CallOutcome) {
     });
 }
 
+/// Notes replica calls made on the running request's behalf elsewhere
+/// (a batch it joined), if it is traced.
+pub(crate) fn record_all(made: &[ReplicaCall]) {
+    if made.is_empty() {
+        return;
+    }
+    let _ = CALLS.try_with(|calls| calls.borrow_mut().extend_from_slice(made));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
