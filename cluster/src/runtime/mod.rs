@@ -11,6 +11,7 @@ pub mod budget;
 pub mod changes;
 mod coalesce;
 pub mod driver;
+mod frame_sink;
 pub mod node;
 pub mod tombstones;
 pub mod trace;

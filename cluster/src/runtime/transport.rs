@@ -4,8 +4,9 @@
 //! Each link to a peer address is one TCP connection shared by every request
 //! to that peer: a writer task drains whatever frames are queued into one
 //! write (so a burst of concurrent client requests costs one syscall per
-//! batch, not per request), a reader task routes responses to their waiting
-//! callers by request id. A failed connection fails its in-flight requests at
+//! batch, not per request), except that replication is written from the
+//! caller's task when nothing waits before it (`frame_sink.rs`); a reader
+//! task routes responses to their waiting callers by request id. A failed connection fails its in-flight requests at
 //! once; new requests reconnect with exponential backoff, failing fast in
 //! between so a dead peer never makes a client wait for a TCP timeout.
 //!
@@ -35,11 +36,12 @@ use tokio::{
         tcp::{OwnedReadHalf, OwnedWriteHalf},
         TcpListener, TcpStream,
     },
-    sync::{mpsc, oneshot},
+    sync::oneshot,
 };
 use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
 use tracing::{debug, info, warn};
 
+use super::frame_sink::FrameSink;
 pub use crate::wire::secret::ClusterSecret;
 use crate::{
     version::NodeId,
@@ -66,8 +68,6 @@ pub enum TransportError {
     Refused(String, String),
 }
 
-/// Largest batch of frames written with one syscall.
-const MAX_BATCH_BYTES: usize = 256 * 1024;
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
@@ -101,7 +101,7 @@ type Pending = Mutex<HashMap<u64, oneshot::Sender<Response>>>;
 
 /// One live connection to a peer.
 struct Connection {
-    outgoing: mpsc::UnboundedSender<Frame>,
+    outgoing: Arc<FrameSink>,
     pending: Pending,
     next_id: AtomicU64,
     alive: AtomicBool,
@@ -110,6 +110,7 @@ struct Connection {
 impl Connection {
     fn fail_all(&self) {
         self.alive.store(false, Ordering::Release);
+        self.outgoing.close();
         self.pending
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -206,9 +207,11 @@ impl PeerPool {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(id, tx);
+        // Replication starts at once (see frame_sink.rs).
+        let urgent = matches!(request, Request::Merge { .. } | Request::MergeBatch { .. });
         if connection
             .outgoing
-            .send(Frame::Request { id, body: request })
+            .send(&Frame::Request { id, body: request }, urgent)
             .is_err()
         {
             connection.fail_all();
@@ -335,14 +338,19 @@ async fn connect(addr: &str, identity: &Identity) -> Result<Arc<Connection>, Tra
     reader
         .decoder_mut()
         .set_max_frame_length(identity.max_frame_bytes);
-    let (outgoing, queue) = mpsc::unbounded_channel();
-    let connection = Arc::new(Connection {
-        outgoing,
-        pending: Mutex::new(HashMap::new()),
-        next_id: AtomicU64::new(1),
-        alive: AtomicBool::new(true),
+    let connection = Arc::new_cyclic(|this: &std::sync::Weak<Connection>| {
+        let this = this.clone();
+        Connection {
+            outgoing: FrameSink::start(write_half, move || {
+                if let Some(connection) = this.upgrade() {
+                    connection.fail_all();
+                }
+            }),
+            pending: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            alive: AtomicBool::new(true),
+        }
     });
-    tokio::spawn(write_frames(queue, write_half, Some(connection.clone())));
     tokio::spawn(read_responses(reader, connection.clone(), addr.to_string()));
     Ok(connection)
 }
@@ -480,35 +488,6 @@ async fn next_frame(
 }
 
 /// Writes queued frames, batching whatever is ready into one write.
-async fn write_frames(
-    mut queue: mpsc::UnboundedReceiver<Frame>,
-    mut write_half: OwnedWriteHalf,
-    connection: Option<Arc<Connection>>,
-) {
-    let mut buf = Vec::with_capacity(16 * 1024);
-    while let Some(frame) = queue.recv().await {
-        // Let the tasks that are ready run first: their frames join this
-        // write instead of each costing a syscall of its own.
-        tokio::task::yield_now().await;
-        buf.clear();
-        let mut next = Some(frame);
-        while let Some(frame) = next.take() {
-            if let Err(error) = frame.encode_into(&mut buf) {
-                warn!(%error, "could not encode a peer frame");
-            }
-            if buf.len() < MAX_BATCH_BYTES {
-                next = queue.try_recv().ok();
-            }
-        }
-        if write_half.write_all(&buf).await.is_err() {
-            break;
-        }
-    }
-    if let Some(connection) = connection {
-        connection.fail_all();
-    }
-}
-
 async fn read_responses(
     mut reader: FramedRead<OwnedReadHalf, LengthDelimitedCodec>,
     connection: Arc<Connection>,
@@ -597,8 +576,8 @@ async fn serve_connection(
         .set_max_frame_length(identity.max_frame_bytes);
     info!(%remote, peer_id = format!("{peer:016x}"), "peer connected in");
 
-    let (outgoing, queue) = mpsc::unbounded_channel();
-    tokio::spawn(write_frames(queue, write_half, None));
+    // Answers to a burst of requests go out together (see frame_sink.rs).
+    let outgoing = FrameSink::start(write_half, || {});
     while let Some(item) = reader.next().await {
         let frame = match item.map(|bytes| Frame::decode(&bytes)) {
             Ok(Ok(frame)) => frame,
@@ -617,16 +596,17 @@ async fn serve_connection(
         };
         match handler.handle(peer, body) {
             Handled::Now(body) => {
-                let _ = outgoing.send(Frame::Response { id, body });
+                let _ = outgoing.send(&Frame::Response { id, body }, false);
             }
             Handled::Later(future) => {
                 let outgoing = outgoing.clone();
                 tokio::spawn(async move {
                     let body = future.await;
-                    let _ = outgoing.send(Frame::Response { id, body });
+                    let _ = outgoing.send(&Frame::Response { id, body }, false);
                 });
             }
         }
     }
+    outgoing.close();
     Ok(())
 }
