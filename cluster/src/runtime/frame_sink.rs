@@ -154,9 +154,16 @@ impl FrameSink {
                         break;
                     }
                 }
-                if self.socket.writable().await.is_err() {
-                    self.lock().closed = true;
-                    return;
+                // Until the socket takes more, or a close (a peer that stopped
+                // reading must not keep this task and its socket forever).
+                tokio::select! {
+                    writable = self.socket.writable() => {
+                        if writable.is_err() {
+                            self.lock().closed = true;
+                            return;
+                        }
+                    }
+                    () = self.wake.notified() => {}
                 }
             }
         }
@@ -224,6 +231,35 @@ mod tests {
         // Closed: nothing more is sent, and the writer task has ended.
         sink.close();
         assert!(sink.send(&frame(FRAMES), true).is_err());
+        for _ in 0..200 {
+            if ended.load(Ordering::SeqCst) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(ended.load(Ordering::SeqCst), "the writer task ended");
+    }
+
+    #[tokio::test]
+    async fn closing_ends_a_writer_whose_peer_stopped_reading() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (_server, _) = listener.accept().await.unwrap(); // never read
+        let (_read_half, write_half) = client.into_split();
+        let ended = Arc::new(AtomicBool::new(false));
+        let on_close = ended.clone();
+        let sink = FrameSink::start(write_half, move || on_close.store(true, Ordering::SeqCst));
+        for id in 0..200 {
+            sink.send(&frame(id), false).unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            !ended.load(Ordering::SeqCst),
+            "still waiting for the socket"
+        );
+        sink.close();
         for _ in 0..200 {
             if ended.load(Ordering::SeqCst) {
                 break;
