@@ -82,10 +82,14 @@ fn anti_entropy_repairs_a_replica_with_bytes_proportional_to_the_difference() {
         moved * 100 < data_bytes,
         "anti-entropy moved {moved} bytes, not under 1% of {data_bytes}"
     );
-    assert!(
-        info_field(cluster.node(2), "anti_entropy_rounds") > 0
-            || info_field(cluster.node(0), "anti_entropy_rounds") > 0
-    );
+    // Of each pair of replicas the one with the lower (random) id starts the
+    // exchanges, so the repair of node 2 may have been started by any node.
+    let rounds: u64 = cluster
+        .nodes
+        .iter()
+        .map(|n| info_field(n, "anti_entropy_rounds"))
+        .sum();
+    assert!(rounds > 0, "no anti-entropy round ran");
     // Nothing was read: the repair was anti-entropy's, not read repair's.
     let repairs: u64 = cluster
         .nodes
