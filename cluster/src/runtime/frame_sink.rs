@@ -179,7 +179,7 @@ mod tests {
 
     use bytes::Bytes;
     use futures_util::StreamExt;
-    use tokio::net::{TcpListener, TcpStream};
+    use tokio::net::{tcp::OwnedReadHalf, TcpListener, TcpStream};
     use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
 
     use super::*;
@@ -194,17 +194,36 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn frames_arrive_whole_and_in_order_while_the_socket_is_full() {
+    /// A sink on the client end of a loopback connection, the flag its
+    /// writer task sets when it ends, the server end, and the client's
+    /// read half (kept open).
+    async fn connected() -> (Arc<FrameSink>, Arc<AtomicBool>, TcpStream, OwnedReadHalf) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap())
             .await
             .unwrap();
         let (server, _) = listener.accept().await.unwrap();
-        let (_read_half, write_half) = client.into_split();
+        let (read_half, write_half) = client.into_split();
         let ended = Arc::new(AtomicBool::new(false));
         let on_close = ended.clone();
         let sink = FrameSink::start(write_half, move || on_close.store(true, Ordering::SeqCst));
+        (sink, ended, server, read_half)
+    }
+
+    /// Whether `ended` is set within two seconds.
+    async fn ended_soon(ended: &AtomicBool) -> bool {
+        for _ in 0..200 {
+            if ended.load(Ordering::SeqCst) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        false
+    }
+
+    #[tokio::test]
+    async fn frames_arrive_whole_and_in_order_while_the_socket_is_full() {
+        let (sink, ended, server, _client_read) = connected().await;
         // 12 MB: far more than the socket takes, so most frames wait in the
         // sink, urgent ones (written in place when nothing waits) included.
         const FRAMES: u64 = 200;
@@ -231,26 +250,12 @@ mod tests {
         // Closed: nothing more is sent, and the writer task has ended.
         sink.close();
         assert!(sink.send(&frame(FRAMES), true).is_err());
-        for _ in 0..200 {
-            if ended.load(Ordering::SeqCst) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        assert!(ended.load(Ordering::SeqCst), "the writer task ended");
+        assert!(ended_soon(&ended).await, "the writer task ended");
     }
 
     #[tokio::test]
     async fn closing_ends_a_writer_whose_peer_stopped_reading() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let client = TcpStream::connect(listener.local_addr().unwrap())
-            .await
-            .unwrap();
-        let (_server, _) = listener.accept().await.unwrap(); // never read
-        let (_read_half, write_half) = client.into_split();
-        let ended = Arc::new(AtomicBool::new(false));
-        let on_close = ended.clone();
-        let sink = FrameSink::start(write_half, move || on_close.store(true, Ordering::SeqCst));
+        let (sink, ended, _server, _client_read) = connected().await; // never read
         for id in 0..200 {
             sink.send(&frame(id), false).unwrap();
         }
@@ -260,24 +265,12 @@ mod tests {
             "still waiting for the socket"
         );
         sink.close();
-        for _ in 0..200 {
-            if ended.load(Ordering::SeqCst) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        assert!(ended.load(Ordering::SeqCst), "the writer task ended");
+        assert!(ended_soon(&ended).await, "the writer task ended");
     }
 
     #[tokio::test]
     async fn a_peer_that_goes_away_closes_the_sink() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let client = TcpStream::connect(listener.local_addr().unwrap())
-            .await
-            .unwrap();
-        let (server, _) = listener.accept().await.unwrap();
-        let (_read_half, write_half) = client.into_split();
-        let sink = FrameSink::start(write_half, || {});
+        let (sink, _, server, _client_read) = connected().await;
         drop(server);
         // The first writes may still be taken by the kernel; a reset peer
         // fails one of the next ones, and then every send.
