@@ -91,10 +91,16 @@ impl Session {
         // them in order costs nothing, and skips moving large futures around.
         let clustered = self.state.coordinator.node().is_some();
         if clustered && !parsed.is_empty() && self.queue.is_none() && self.authenticated {
-            let mut keys = std::collections::HashSet::with_capacity(parsed.len());
-            let independent = parsed.iter().all(|(_, (_, p))| {
-                matches!(p, Ok(c) if c.single_key().is_some_and(|k| keys.insert(k.clone())))
-            });
+            let single_key = |p: &Parsed| matches!(&p.1, Ok(c) if c.single_key().is_some());
+            // A lone command needs no set of keys (this runs per request).
+            let independent = if let [(_, parsed)] = &parsed[..] {
+                single_key(parsed)
+            } else {
+                let mut keys = std::collections::HashSet::with_capacity(parsed.len());
+                parsed.iter().all(|(_, (_, p))| {
+                    matches!(p, Ok(c) if c.single_key().is_some_and(|k| keys.insert(k.clone())))
+                })
+            };
             if independent {
                 let now = now_ms();
                 // A lone GET or SET too: its future is much smaller than a

@@ -6,9 +6,10 @@
 //! write (so a burst of concurrent client requests costs one syscall per
 //! batch, not per request), except that replication is written from the
 //! caller's task when nothing waits before it (`frame_sink.rs`); a reader
-//! task routes responses to their waiting callers by request id. A failed connection fails its in-flight requests at
-//! once; new requests reconnect with exponential backoff, failing fast in
-//! between so a dead peer never makes a client wait for a TCP timeout.
+//! task routes responses to their waiting callers by request id. A failed
+//! connection fails its in-flight requests at once; new requests reconnect
+//! with exponential backoff, failing fast in between so a dead peer never
+//! makes a client wait for a TCP timeout.
 //!
 //! The listener side checks the handshake, then answers requests through a
 //! [`PeerHandler`]: cheap ones (replica reads and merges) inline in the
