@@ -255,25 +255,21 @@ impl Ring {
     /// The first `n` nodes of [`Ring::preference_list`] (fewer if the ring
     /// has fewer owners); stops walking as soon as `n` are found.
     pub fn preference_list_n(&self, position: u64, n: usize) -> Vec<NodeId> {
-        let want = n.min(self.members.len());
-        let mut list = Vec::with_capacity(want.min(16));
-        if want == 0 || self.owners.is_empty() {
-            return list;
+        self.preference(position).take(n).collect()
+    }
+
+    /// [`Ring::preference_list`] as it is walked: each node is found when
+    /// asked for, so taking the first few costs no walk past them (and, for
+    /// rings of up to 128 members, no allocation).
+    pub fn preference(&self, position: u64) -> Preference<'_> {
+        let words = self.members.len().div_ceil(64);
+        Preference {
+            ring: self,
+            next: self.partition_of(position),
+            steps_left: if self.owners.is_empty() { 0 } else { self.q() },
+            found: 0,
+            seen: smallvec::smallvec![0; words],
         }
-        let mut seen = vec![false; self.members.len()];
-        let start = self.partition_of(position);
-        for step in 0..self.q() {
-            let owner = self.owners[(start + step) & (self.q() - 1)];
-            let i = self.member_index(owner).expect("owners are members");
-            if !seen[i] {
-                seen[i] = true;
-                list.push(owner);
-                if list.len() == want {
-                    break;
-                }
-            }
-        }
-        list
     }
 
     /// Number of partitions each member owns (members owning nothing
@@ -391,6 +387,40 @@ impl Ring {
 
     fn member_index(&self, node: NodeId) -> Option<usize> {
         self.members.binary_search_by_key(&node, |m| m.0).ok()
+    }
+}
+
+/// The walk of [`Ring::preference`].
+pub struct Preference<'a> {
+    ring: &'a Ring,
+    /// The partition to look at next.
+    next: usize,
+    /// Partitions not looked at yet (the walk goes round once).
+    steps_left: usize,
+    /// Nodes yielded so far.
+    found: usize,
+    /// Bit per member (by index): already yielded.
+    seen: smallvec::SmallVec<[u64; 2]>,
+}
+
+impl Iterator for Preference<'_> {
+    type Item = NodeId;
+
+    fn next(&mut self) -> Option<NodeId> {
+        let ring = self.ring;
+        while self.steps_left > 0 && self.found < ring.members.len() {
+            let owner = ring.owners[self.next];
+            self.next = (self.next + 1) & (ring.q() - 1);
+            self.steps_left -= 1;
+            let i = ring.member_index(owner).expect("owners are members");
+            let (word, bit) = (i / 64, 1u64 << (i % 64));
+            if self.seen[word] & bit == 0 {
+                self.seen[word] |= bit;
+                self.found += 1;
+                return Some(owner);
+            }
+        }
+        None
     }
 }
 

@@ -26,8 +26,9 @@ pub struct CoordinatorStats {
     /// Reads that asked one more replica after `read-hedge-ms` without R
     /// answers.
     pub hedged_reads: AtomicU64,
-    /// Lone client reads and writes (no pipelining) that ran batched with
-    /// other clients' (`runtime/coalesce.rs`) ...
+    /// Client requests (a lone GET or SET, a pipelined batch, an MGET or
+    /// MSET of up to 256 keys) that ran batched with other clients'
+    /// (`runtime/coalesce.rs`) ...
     pub coalesced_requests: AtomicU64,
     /// ... and the batches they ran in.
     pub coalesced_batches: AtomicU64,

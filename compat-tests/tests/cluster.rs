@@ -573,6 +573,74 @@ fn a_batch_of_large_values_is_answered_in_pages() {
 }
 
 #[test]
+fn pipelines_of_many_clients_share_batches_each_getting_its_own_replies() {
+    const CLIENTS: usize = 16;
+    const ROUNDS: usize = 20;
+    const DEPTH: usize = 12;
+    let mut cluster = Cluster::start(3, QUORUM, &[]);
+    let node = cluster.node(0);
+    let requests_before = compat_tests::info_field(node, "coalesced_requests");
+    let batches_before = compat_tests::info_field(node, "coalesced_batches");
+    std::thread::scope(|scope| {
+        for client in 0..CLIENTS {
+            scope.spawn(move || {
+                let mut con = node.client();
+                for round in 0..ROUNDS {
+                    let key = |i: usize| format!("pipe:{client}:{round}:{i}");
+                    // A pipeline of SETs (one put_many), one of GETs with a
+                    // missing key among them (one get_many).
+                    let mut pipe = redis::pipe();
+                    for i in 0..DEPTH {
+                        pipe.cmd("SET")
+                            .arg(key(i))
+                            .arg(format!("{}={client}", key(i)));
+                    }
+                    pipe.cmd("SET").arg("pipe:shared").arg(client);
+                    let replies: Vec<Value> = pipe.query(&mut con).unwrap();
+                    assert!(replies.iter().all(|r| *r == Value::Okay), "{replies:?}");
+                    let mut pipe = redis::pipe();
+                    for i in (0..DEPTH).rev() {
+                        pipe.cmd("GET").arg(key(i));
+                    }
+                    pipe.cmd("GET").arg(format!("pipe:none:{client}:{round}"));
+                    let replies: Vec<Value> = pipe.query(&mut con).unwrap();
+                    for (reply, i) in replies.iter().zip((0..DEPTH).rev()) {
+                        let want = format!("{}={client}", key(i));
+                        assert_eq!(reply, &Value::BulkString(want.into_bytes()));
+                    }
+                    assert_eq!(replies[DEPTH], Value::Nil);
+                }
+            });
+        }
+    });
+    let requests = compat_tests::info_field(node, "coalesced_requests") - requests_before;
+    let batches = compat_tests::info_field(node, "coalesced_batches") - batches_before;
+    assert!(
+        requests >= (CLIENTS * ROUNDS * 2) as u64,
+        "every pipeline goes through the batcher: {requests}"
+    );
+    assert!(
+        batches < requests,
+        "concurrent clients' pipelines share batches: {batches} batches for {requests} requests"
+    );
+    let mut b = cluster.node(1).client();
+    let (_, values) = dget(&mut b, &["DGET", "pipe:shared"]);
+    assert_eq!(values.len(), 1, "one coordinator, one version: {values:?}");
+    // The acknowledged pipelined writes survive the kill of a replica.
+    cluster.nodes[2].kill9();
+    let mut pipe = redis::pipe();
+    for client in 0..CLIENTS {
+        pipe.cmd("GET")
+            .arg(format!("pipe:{client}:{}:0", ROUNDS - 1));
+    }
+    let replies: Vec<Value> = pipe.query(&mut b).unwrap();
+    for (client, reply) in replies.iter().enumerate() {
+        let want = format!("pipe:{client}:{}:0={client}", ROUNDS - 1);
+        assert_eq!(reply, &Value::BulkString(want.into_bytes()));
+    }
+}
+
+#[test]
 fn lone_requests_of_many_clients_run_in_shared_batches_each_with_its_own_answer() {
     const CLIENTS: usize = 32;
     const ROUNDS: usize = 60;

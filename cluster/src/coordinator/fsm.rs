@@ -438,12 +438,13 @@ impl PutFsm {
     pub fn start_grouped(
         key: Bytes,
         stored: (Siblings, EncodedSiblings),
-        others: Vec<WriteTarget>,
+        others: impl Into<SmallVec<[WriteTarget; 4]>>,
         w: usize,
         fallbacks_count: bool,
-        groups: Vec<AckGroup>,
+        groups: impl Into<SmallVec<[AckGroup; 1]>>,
     ) -> (PutFsm, Vec<FsmOutput>) {
         let (siblings, encoded) = stored;
+        let others = others.into();
         let mut out: Vec<FsmOutput> = others
             .iter()
             .map(|target| FsmOutput::Send {
@@ -466,10 +467,10 @@ impl PutFsm {
             key,
             siblings: Some(siblings),
             encoded,
-            others: SmallVec::from_vec(others),
+            others,
             w: w.max(1),
             fallbacks_count,
-            groups: SmallVec::from_vec(groups),
+            groups: groups.into(),
             answered: SmallVec::new(),
             timed_out: false,
             replied: false,

@@ -19,9 +19,11 @@ use std::{
 };
 
 use bytes::Bytes;
+use smallvec::SmallVec;
 use tracing::{debug, info, warn};
 
 use super::{
+    coalesce::{Coalescer, MAX_COALESCED_KEYS},
     driver::Quorum,
     trace::{self, CallOutcome},
     transport::{Handled, PeerHandler, PeerPool, TransportError},
@@ -163,11 +165,11 @@ pub struct Plan {
     /// The key's ring position (hashed once per request).
     pub position: u64,
     /// Owners that are up, then fallbacks.
-    pub targets: Vec<WriteTarget>,
+    pub targets: SmallVec<[WriteTarget; 4]>,
     /// Down owners without a fallback: the coordinator keeps their hints.
     pub orphans: Vec<NodeId>,
     /// Owners under the ring reads use: the ones that may coordinate a write.
-    pub coordinators: Vec<NodeId>,
+    pub coordinators: SmallVec<[NodeId; 4]>,
     /// Each ring's part of a write during a ring change (empty: one group
     /// of all targets).
     pub groups: Vec<PlanGroup>,
@@ -261,7 +263,7 @@ pub struct Node {
     /// The pace of anti-entropy's key transfers.
     ae_rate: Mutex<super::budget::KeyRate>,
     /// Lone client reads and writes waiting to run as one batch.
-    pub(super) coalescer: super::coalesce::Coalescer,
+    pub(super) coalescer: Coalescer,
 }
 
 /// The replica request rate, sampled for the background budget.
@@ -516,15 +518,14 @@ impl Node {
     }
 
     fn plan_on(&self, ring: &Ring, position: u64) -> Plan {
-        let list = ring.preference_list(position);
-        let owners = list.len().min(self.config.n);
+        let mut list = ring.preference(position);
         let mut plan = Plan {
             position,
-            coordinators: list[..owners].to_vec(),
+            coordinators: list.by_ref().take(self.config.n).collect(),
             ..Plan::default()
         };
-        let mut down = Vec::new();
-        for &owner in &list[..owners] {
+        let mut down: SmallVec<[NodeId; 4]> = SmallVec::new();
+        for &owner in &plan.coordinators {
             if self.is_up(owner) {
                 plan.targets.push(WriteTarget {
                     node: owner,
@@ -534,7 +535,8 @@ impl Node {
                 down.push(owner);
             }
         }
-        let mut fallbacks = list[owners..].iter().copied().filter(|n| self.is_up(*n));
+        // The rest of the list is walked only when an owner is down.
+        let mut fallbacks = list.filter(|n| self.is_up(*n));
         for owner in down {
             match fallbacks.next() {
                 Some(node) => plan.targets.push(WriteTarget {
@@ -606,9 +608,9 @@ impl Node {
     /// read per key, their messages to each replica batched (see
     /// [`super::driver`]). Results in the order of `keys`.
     pub async fn get_many(self: &Arc<Self>, keys: &[Bytes]) -> Vec<Result<Siblings, ClusterError>> {
-        // A lone read joins the other clients' lone reads (`coalesce.rs`).
-        if let [key] = keys {
-            return vec![self.coalesced_get(key.clone()).await];
+        // A read joins the other clients' reads (`coalesce.rs`).
+        if (1..=MAX_COALESCED_KEYS).contains(&keys.len()) {
+            return self.coalesced_get(keys.to_vec()).await;
         }
         self.get_many_now(keys).await
     }
@@ -737,13 +739,12 @@ impl Node {
     /// Results in the order of `writes`.
     pub async fn put_many(
         self: &Arc<Self>,
-        mut writes: Vec<(Bytes, Write)>,
+        writes: Vec<(Bytes, Write)>,
         now_ms: u64,
     ) -> Vec<Result<Siblings, ClusterError>> {
-        // A lone write joins the other clients' lone writes (`coalesce.rs`).
-        if writes.len() == 1 {
-            let (key, write) = writes.pop().expect("one write");
-            return vec![self.coalesced_put(key, write, now_ms).await];
+        // A write joins the other clients' writes (`coalesce.rs`).
+        if (1..=MAX_COALESCED_KEYS).contains(&writes.len()) {
+            return self.coalesced_put(writes, now_ms).await;
         }
         self.put_many_now(writes, now_ms).await
     }
@@ -870,7 +871,7 @@ impl Node {
         for &owner in &plan.orphans {
             self.hold_hint(owner, &key, &stored.0);
         }
-        let others: Vec<WriteTarget> = plan
+        let others: SmallVec<[WriteTarget; 4]> = plan
             .targets
             .iter()
             .copied()
@@ -881,9 +882,9 @@ impl Node {
         }
         // A ring with fewer than W nodes has fewer replicas of the key than
         // W: its group needs all of them (R and W are capped the same way).
-        let groups = if plan.groups.is_empty() {
+        let groups: SmallVec<[AckGroup; 1]> = if plan.groups.is_empty() {
             let replicas = Some(plan.coordinators.len()).filter(|n| *n > 0);
-            vec![AckGroup::everyone(&others, replicas)]
+            smallvec::smallvec![AckGroup::everyone(&others, replicas)]
         } else {
             plan.groups
                 .iter()
