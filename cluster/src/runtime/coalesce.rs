@@ -5,11 +5,12 @@
 //! pending answer and wake-up on both sides; with pipelining each client's
 //! batch would still send its own messages. Instead a request (a lone key
 //! or a client's batch of up to [`MAX_COALESCED_KEYS`]) joins a queue, and
-//! a batcher task takes everything queued each time it runs and hands it to
+//! a batcher task takes everything queued each time it runs, cuts it into
+//! batches of about [`BATCH_KEYS`] keys and hands each to
 //! [`Node::get_many_now`] / [`Node::put_many_now`], whose messages to each
-//! replica travel together (`driver.rs`): fifty clients' requests of one
-//! turn of the event loop cost one `ReadBatch` or `MergeBatch` per replica
-//! (per 256 keys) instead of fifty messages.
+//! replica travel together (`driver.rs`): fifty clients' lone requests of
+//! one turn of the event loop cost one `ReadBatch` or `MergeBatch` per
+//! replica instead of fifty messages.
 //!
 //! There is no timer. The batcher runs after the tasks already woken and
 //! one poll of the sockets, so a batch is what the clients of that turn
