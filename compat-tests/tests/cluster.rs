@@ -572,6 +572,29 @@ fn a_batch_of_large_values_is_answered_in_pages() {
     }
 }
 
+/// INFO `coalesced_requests` and `coalesced_batches` of `node`.
+fn batcher_counts(node: &compat_tests::Server) -> (u64, u64) {
+    (
+        compat_tests::info_field(node, "coalesced_requests"),
+        compat_tests::info_field(node, "coalesced_batches"),
+    )
+}
+
+/// Since `before`, at least `expected` requests went through `node`'s
+/// batcher, and concurrent clients' requests shared batches.
+fn assert_batched_together(node: &compat_tests::Server, before: (u64, u64), expected: u64) {
+    let (requests, batches) = batcher_counts(node);
+    let (requests, batches) = (requests - before.0, batches - before.1);
+    assert!(
+        requests >= expected,
+        "every request goes through the batcher: {requests} of {expected}"
+    );
+    assert!(
+        batches < requests,
+        "concurrent clients' requests share batches: {batches} batches for {requests} requests"
+    );
+}
+
 #[test]
 fn pipelines_of_many_clients_share_batches_each_getting_its_own_replies() {
     const CLIENTS: usize = 16;
@@ -579,8 +602,7 @@ fn pipelines_of_many_clients_share_batches_each_getting_its_own_replies() {
     const DEPTH: usize = 12;
     let mut cluster = Cluster::start(3, QUORUM, &[]);
     let node = cluster.node(0);
-    let requests_before = compat_tests::info_field(node, "coalesced_requests");
-    let batches_before = compat_tests::info_field(node, "coalesced_batches");
+    let before = batcher_counts(node);
     std::thread::scope(|scope| {
         for client in 0..CLIENTS {
             scope.spawn(move || {
@@ -613,16 +635,7 @@ fn pipelines_of_many_clients_share_batches_each_getting_its_own_replies() {
             });
         }
     });
-    let requests = compat_tests::info_field(node, "coalesced_requests") - requests_before;
-    let batches = compat_tests::info_field(node, "coalesced_batches") - batches_before;
-    assert!(
-        requests >= (CLIENTS * ROUNDS * 2) as u64,
-        "every pipeline goes through the batcher: {requests}"
-    );
-    assert!(
-        batches < requests,
-        "concurrent clients' pipelines share batches: {batches} batches for {requests} requests"
-    );
+    assert_batched_together(node, before, (CLIENTS * ROUNDS * 2) as u64);
     let mut b = cluster.node(1).client();
     let (_, values) = dget(&mut b, &["DGET", "pipe:shared"]);
     assert_eq!(values.len(), 1, "one coordinator, one version: {values:?}");
@@ -645,7 +658,7 @@ fn lone_requests_of_many_clients_run_in_shared_batches_each_with_its_own_answer(
     const CLIENTS: usize = 32;
     const ROUNDS: usize = 60;
     let mut cluster = Cluster::start(3, QUORUM, &[]);
-    let before = compat_tests::info_field(cluster.node(0), "coalesced_requests");
+    let before = batcher_counts(cluster.node(0));
     let run_clients = |node: &compat_tests::Server, tag: &str| {
         std::thread::scope(|scope| {
             for client in 0..CLIENTS {
@@ -670,16 +683,7 @@ fn lone_requests_of_many_clients_run_in_shared_batches_each_with_its_own_answer(
         });
     };
     run_clients(cluster.node(0), "one");
-    let requests = compat_tests::info_field(cluster.node(0), "coalesced_requests") - before;
-    let batches = compat_tests::info_field(cluster.node(0), "coalesced_batches");
-    assert!(
-        requests >= (CLIENTS * ROUNDS * 4) as u64,
-        "every lone GET and SET goes through the batcher: {requests}"
-    );
-    assert!(
-        batches < requests,
-        "concurrent clients' requests share batches: {batches} batches for {requests} requests"
-    );
+    assert_batched_together(cluster.node(0), before, (CLIENTS * ROUNDS * 4) as u64);
     // One coordinator, so the shared key holds one version, one client's.
     let mut b = cluster.node(1).client();
     let (_, values) = dget(&mut b, &["DGET", "lone:shared"]);
