@@ -456,7 +456,7 @@ impl PutFsm {
                     },
                     Some(owner) => Request::HintedMerge {
                         key: key.clone(),
-                        siblings: siblings.clone(),
+                        siblings: Box::new(siblings.clone()),
                         owner,
                     },
                 },

@@ -355,7 +355,7 @@ impl Node {
         let config = self.config();
         let started = tokio::time::Instant::now();
         let deadline = started + config.request_timeout;
-        let mut outbox = Vec::new();
+        let mut outbox = Vec::with_capacity(starts.iter().map(|(_, first)| first.len()).sum());
         let mut batch = Batch {
             machines: Vec::with_capacity(starts.len()),
             replies: (0..starts.len()).map(|_| None).collect(),

@@ -19,7 +19,11 @@
 //! What the socket does not take at once stays in the buffer, in order, and
 //! the writer task writes it as the socket drains. All writes happen under
 //! the buffer's lock, always from its front, so frames never interleave or
-//! reorder.
+//! reorder. The buffer is bounded: a peer that stops reading while frames
+//! keep coming (hung, or slower than the traffic for long) would otherwise
+//! hold the node's memory without limit, so past `max_unwritten` bytes the
+//! sink closes, as a dead link does: its calls fail (the quorum goes on
+//! without that replica, and hints cover it) and the next call reconnects.
 
 use std::{
     io,
@@ -39,6 +43,8 @@ pub(super) struct FrameSink {
     socket: OwnedWriteHalf,
     state: Mutex<State>,
     wake: Notify,
+    /// The most bytes left unwritten before the sink closes.
+    max_unwritten: usize,
 }
 
 #[derive(Default)]
@@ -54,16 +60,19 @@ pub(super) struct Closed;
 
 impl FrameSink {
     /// A sink over `socket` and the writer task that drains it; the task
-    /// ends when the sink is closed or the socket fails, then runs
+    /// ends when the sink is closed (by [`FrameSink::close`], a failed
+    /// write, or more than `max_unwritten` bytes waiting), then runs
     /// `on_close`.
     pub(super) fn start(
         socket: OwnedWriteHalf,
+        max_unwritten: usize,
         on_close: impl FnOnce() + Send + 'static,
     ) -> Arc<FrameSink> {
         let sink = Arc::new(FrameSink {
             socket,
             state: Mutex::new(State::default()),
             wake: Notify::new(),
+            max_unwritten,
         });
         let writer = sink.clone();
         tokio::spawn(async move {
@@ -84,6 +93,18 @@ impl FrameSink {
         if let Err(error) = frame.encode_into(&mut state.unwritten) {
             warn!(%error, "could not encode a peer frame");
             return Ok(());
+        }
+        if state.unwritten.len() > self.max_unwritten {
+            warn!(
+                unwritten = state.unwritten.len(),
+                peer = ?self.socket.peer_addr().ok(),
+                "peer is not reading its frames; closing the link"
+            );
+            state.closed = true;
+            state.unwritten = Vec::new();
+            drop(state);
+            self.wake.notify_one();
+            return Err(Closed);
         }
         if !(urgent && idle) {
             drop(state);
@@ -110,6 +131,11 @@ impl FrameSink {
     pub(super) fn close(&self) {
         self.lock().closed = true;
         self.wake.notify_one();
+    }
+
+    /// Whether the sink was closed (nothing sent on it gets out).
+    pub(super) fn is_closed(&self) -> bool {
+        self.lock().closed
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -194,10 +220,13 @@ mod tests {
         }
     }
 
-    /// A sink on the client end of a loopback connection, the flag its
+    /// A sink (of at most `max_unwritten` bytes waiting) on the client end
+    /// of a loopback connection, the flag its
     /// writer task sets when it ends, the server end, and the client's
     /// read half (kept open).
-    async fn connected() -> (Arc<FrameSink>, Arc<AtomicBool>, TcpStream, OwnedReadHalf) {
+    async fn connected(
+        max_unwritten: usize,
+    ) -> (Arc<FrameSink>, Arc<AtomicBool>, TcpStream, OwnedReadHalf) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap())
             .await
@@ -206,7 +235,9 @@ mod tests {
         let (read_half, write_half) = client.into_split();
         let ended = Arc::new(AtomicBool::new(false));
         let on_close = ended.clone();
-        let sink = FrameSink::start(write_half, move || on_close.store(true, Ordering::SeqCst));
+        let sink = FrameSink::start(write_half, max_unwritten, move || {
+            on_close.store(true, Ordering::SeqCst)
+        });
         (sink, ended, server, read_half)
     }
 
@@ -223,7 +254,7 @@ mod tests {
 
     #[tokio::test]
     async fn frames_arrive_whole_and_in_order_while_the_socket_is_full() {
-        let (sink, ended, server, _client_read) = connected().await;
+        let (sink, ended, server, _client_read) = connected(usize::MAX).await;
         // 12 MB: far more than the socket takes, so most frames wait in the
         // sink, urgent ones (written in place when nothing waits) included.
         const FRAMES: u64 = 200;
@@ -255,7 +286,7 @@ mod tests {
 
     #[tokio::test]
     async fn closing_ends_a_writer_whose_peer_stopped_reading() {
-        let (sink, ended, _server, _client_read) = connected().await; // never read
+        let (sink, ended, _server, _client_read) = connected(usize::MAX).await; // never read
         for id in 0..200 {
             sink.send(&frame(id), false).unwrap();
         }
@@ -270,7 +301,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_peer_that_goes_away_closes_the_sink() {
-        let (sink, _, server, _client_read) = connected().await;
+        let (sink, _, server, _client_read) = connected(usize::MAX).await;
         drop(server);
         // The first writes may still be taken by the kernel; a reset peer
         // fails one of the next ones, and then every send.
@@ -284,5 +315,26 @@ mod tests {
         }
         assert!(failed, "sends to a closed peer fail");
         assert!(sink.send(&frame(0), false).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_stops_reading_cannot_grow_the_buffer_past_its_bound() {
+        const BOUND: usize = 4 << 20;
+        let (sink, ended, _server, _client_read) = connected(BOUND).await; // never read
+                                                                           // 60 KB frames: the socket takes a few MB, then the buffer fills up
+                                                                           // to the bound and the next frame closes the sink.
+        let mut sent = 0u64;
+        while sink.send(&frame(sent), sent.is_multiple_of(2)).is_ok() {
+            sent += 1;
+            assert!(sent < 10_000, "the bound never closed the sink");
+        }
+        assert!(
+            sent > (BOUND / 60_000) as u64,
+            "closed after {sent} frames, before the bound"
+        );
+        assert!(sink.is_closed());
+        assert!(sink.lock().unwritten.capacity() <= KEEP_BUFFER_BYTES);
+        assert!(sink.send(&frame(0), false).is_err());
+        assert!(ended_soon(&ended).await, "the writer task ended");
     }
 }

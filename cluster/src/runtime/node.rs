@@ -632,8 +632,8 @@ impl Node {
                 .filter(|(_, plan)| plan.is_owner(self.me))
                 .map(|(key, plan)| (plan.position, &key[..])),
         );
-        let mut quorums = Vec::new();
-        let mut members = Vec::new();
+        let mut quorums = Vec::with_capacity(keys.len());
+        let mut members = Vec::with_capacity(keys.len());
         for (i, (key, plan)) in keys.iter().zip(plans).enumerate() {
             match self.read_quorum(key, plan) {
                 Start::Run(machine, first) => {
@@ -758,8 +758,10 @@ impl Node {
         let _foreground = Foreground::enter(self, writes.len());
         let mut results: Vec<Option<Result<Siblings, ClusterError>>> =
             (0..writes.len()).map(|_| None).collect();
-        let mut quorums = Vec::new();
-        let mut members = Vec::new();
+        // Sized up front: a quorum machine is large, and growing the vector
+        // would copy them all again.
+        let mut quorums = Vec::with_capacity(writes.len());
+        let mut members = Vec::with_capacity(writes.len());
         let mut forwards = Vec::new();
         let planned: Vec<(Bytes, Write, Plan)> = writes
             .into_iter()
@@ -942,7 +944,7 @@ impl Node {
         CoordinatorStats::bump(&self.replica.stats().writes_forwarded);
         let request = Request::Coordinate {
             key: Bytes::copy_from_slice(key),
-            write: RemoteWrite {
+            write: Box::new(RemoteWrite {
                 context: write.context,
                 supersede_known: write.supersede_known,
                 value: match write.payload {
@@ -950,7 +952,7 @@ impl Node {
                     Payload::Tombstone => None,
                 },
                 expires_at_ms: write.expires_at_ms,
-            },
+            }),
         };
         // Fastest owner first; the next one only if the write certainly did
         // not reach the previous (no connection), so it is never applied twice.
@@ -1508,7 +1510,7 @@ impl PeerHandler for Arc<Node> {
         }
         match request {
             Request::Coordinate { key, write } => {
-                Handled::Later(Box::pin(self.clone().coordinate(key, write)))
+                Handled::Later(Box::pin(self.clone().coordinate(key, *write)))
             }
             other => Handled::Now(self.handle_now(other)),
         }

@@ -110,7 +110,7 @@ impl Node {
         for &owner in &owners {
             let request = Request::Collect {
                 key: key.clone(),
-                expected: state.clone(),
+                expected: Box::new(state.clone()),
             };
             all &= matches!(self.call(owner, request).await, Ok(Response::Count(1)));
         }

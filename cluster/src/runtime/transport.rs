@@ -91,6 +91,16 @@ pub struct Identity {
     pub source_ip: Option<std::net::IpAddr>,
 }
 
+/// The floor of a link's bound on frames not yet taken by its socket.
+const MIN_UNWRITTEN_BYTES: usize = 128 << 20;
+
+/// How many bytes a link may leave unwritten before it is closed as a peer
+/// that stopped reading (frame_sink.rs): room for a couple of the largest
+/// frames, and at least [`MIN_UNWRITTEN_BYTES`] (seconds of traffic).
+fn max_unwritten(max_frame_bytes: usize) -> usize {
+    max_frame_bytes.saturating_mul(2).max(MIN_UNWRITTEN_BYTES)
+}
+
 fn codec(max_frame_bytes: usize) -> LengthDelimitedCodec {
     LengthDelimitedCodec::builder()
         .length_field_length(4)
@@ -342,11 +352,15 @@ async fn connect(addr: &str, identity: &Identity) -> Result<Arc<Connection>, Tra
     let connection = Arc::new_cyclic(|this: &std::sync::Weak<Connection>| {
         let this = this.clone();
         Connection {
-            outgoing: FrameSink::start(write_half, move || {
-                if let Some(connection) = this.upgrade() {
-                    connection.fail_all();
-                }
-            }),
+            outgoing: FrameSink::start(
+                write_half,
+                max_unwritten(identity.max_frame_bytes),
+                move || {
+                    if let Some(connection) = this.upgrade() {
+                        connection.fail_all();
+                    }
+                },
+            ),
             pending: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             alive: AtomicBool::new(true),
@@ -578,8 +592,14 @@ async fn serve_connection(
     info!(%remote, peer_id = format!("{peer:016x}"), "peer connected in");
 
     // Answers to a burst of requests go out together (see frame_sink.rs).
-    let outgoing = FrameSink::start(write_half, || {});
+    let outgoing = FrameSink::start(write_half, max_unwritten(identity.max_frame_bytes), || {});
     while let Some(item) = reader.next().await {
+        if outgoing.is_closed() {
+            // The peer stopped reading its answers (or the socket broke):
+            // its requests would be served for nobody.
+            warn!(%remote, "peer link closed while serving it; closing");
+            break;
+        }
         let frame = match item.map(|bytes| Frame::decode(&bytes)) {
             Ok(Ok(frame)) => frame,
             Ok(Err(error)) => {

@@ -136,7 +136,7 @@ pub enum Request {
         /// User key.
         key: Bytes,
         /// The write.
-        write: RemoteWrite,
+        write: Box<RemoteWrite>,
     },
     /// Up to `count` of the receiver's own keys at or after ring position
     /// `cursor` ([`Response::Page`]).
@@ -156,8 +156,10 @@ pub enum Request {
     HintedMerge {
         /// User key.
         key: Bytes,
-        /// The coordinator's state of the key after the write.
-        siblings: Siblings,
+        /// The coordinator's state of the key after the write (boxed, as
+        /// the other large fields: a request is moved several times on its
+        /// way to the socket, and its size is its largest variant's).
+        siblings: Box<Siblings>,
         /// The replica the write is meant for.
         owner: NodeId,
     },
@@ -211,7 +213,7 @@ pub enum Request {
         /// User key.
         key: Bytes,
         /// The state every replica was seen to hold.
-        expected: Siblings,
+        expected: Box<Siblings>,
     },
     /// A page of one partition's stored keys, in storage order, after the
     /// storage key `after` (from the start if empty), for a node that is
@@ -375,6 +377,32 @@ impl Extend<u8> for Appender<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_request_stays_small_and_its_boxed_fields_encode_as_before() {
+        // Every write moves its requests several times on the way to the
+        // socket: large fields are boxed so that a request is not the size
+        // of a whole sibling set.
+        assert!(std::mem::size_of::<Request>() <= 80);
+        // A box adds nothing on the wire: a HintedMerge encodes as its
+        // fields do, in order.
+        let siblings = Siblings::default();
+        let request = Request::HintedMerge {
+            key: Bytes::from_static(b"k"),
+            siblings: Box::new(siblings.clone()),
+            owner: 9,
+        };
+        let boxed = postcard::to_stdvec(&request).unwrap();
+        let mut plain = postcard::to_stdvec(&request_tag(&request)).unwrap();
+        plain.extend(postcard::to_stdvec(&(Bytes::from_static(b"k"), siblings, 9u64)).unwrap());
+        assert_eq!(boxed, plain);
+    }
+
+    /// The variant index postcard writes first for `request`.
+    fn request_tag(request: &Request) -> u32 {
+        let encoded = postcard::to_stdvec(request).unwrap();
+        postcard::from_bytes::<u32>(&encoded).unwrap()
+    }
 
     #[test]
     fn frames_appended_to_one_buffer_decode_one_by_one() {
