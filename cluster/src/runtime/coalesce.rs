@@ -12,12 +12,22 @@
 //! one turn of the event loop cost one `ReadBatch` or `MergeBatch` per
 //! replica instead of fifty messages.
 //!
-//! There is no timer. The batcher runs after the tasks already woken and
-//! one poll of the sockets, so a batch is what the clients of that turn
-//! sent, and a request that comes alone waits for a few task switches, not
-//! for company. Each request still gets its own result (R, W, hints and
-//! read repair are per key in the driver); a traced request (slow log) gets
-//! the replica calls of its batch, which are the calls it waited on.
+//! The batcher runs after the tasks already woken and one poll of the
+//! sockets, so a batch is what the clients of that turn sent, and a request
+//! that comes alone waits for a few task switches, not for company. Like
+//! Nagle's algorithm, a batch that would not be full (under [`BATCH_KEYS`])
+//! waits while a batch of its kind (reads or writes) is running, for at
+//! most [`HOLD_AT_MOST`]: the requests that arrive meanwhile join it. A
+//! small batch costs nearly what a full one does (a message to and a
+//! wake-up of each replica, an answer back), so fifty clients without
+//! pipelining ran batches of about 16 keys, and node 1 and the replicas
+//! spent much of their time on those per-batch costs; held back, batches
+//! grow to most of the clients (GET P1 about +15-30%, SET P1 a few %,
+//! benches/README.md). A lone client never waits: nothing of its kind runs
+//! when its request comes. Each request still gets its own result (R, W,
+//! hints and read repair are per key in the driver); a traced request
+//! (slow log) gets the replica calls of its batch, which are the calls it
+//! waited on.
 //!
 //! CAVEATS:
 //! - A write's timestamp floor is the batch's latest `now_ms` (the requests
@@ -27,9 +37,12 @@
 //!   applied in queue order on the coordinator (the later supersedes the
 //!   earlier), as two pipelined SETs of one connection are.
 
-use std::sync::{
-    atomic::{AtomicBool, Ordering},
-    Arc, Mutex,
+use std::{
+    sync::{
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+        Arc, Mutex,
+    },
+    time::Duration,
 };
 
 use bytes::Bytes;
@@ -61,13 +74,22 @@ pub(super) const MAX_COALESCED_KEYS: usize = 256;
 /// with batches of 64 (benches/README.md).
 const BATCH_KEYS: usize = 64;
 
+/// The longest a batch under [`BATCH_KEYS`] is held back for the running
+/// one of its kind (which normally answers well within it; one stuck on a
+/// slow replica must not hold the others up to the request timeout).
+const HOLD_AT_MOST: Duration = Duration::from_millis(2);
+
 /// The queue of lone requests and the batcher's wake-up.
 #[derive(Default)]
 pub(super) struct Coalescer {
     /// Whether the batcher task runs (it is started on first use).
     started: AtomicBool,
     queue: Mutex<Queue>,
+    /// New requests, and batches that finished.
     wake: Notify,
+    /// Batches of reads, and of writes, running.
+    reads_running: AtomicUsize,
+    writes_running: AtomicUsize,
 }
 
 #[derive(Default)]
@@ -134,20 +156,49 @@ impl Node {
     }
 
     /// Takes what is queued each time it is woken and runs it as batches
-    /// (each on a task of its own, so the next batch need not wait).
+    /// (each on a task of its own, so the next batch need not wait), but
+    /// holds a kind's small batch back while one of that kind runs.
     async fn run_batcher(self: Arc<Self>) {
+        let coalescer = &self.coalescer;
+        // Until when requests held back may wait (from when they first were).
+        let mut hold_until: Option<tokio::time::Instant> = None;
         loop {
-            self.coalescer.wake.notified().await;
+            if let Some(until) = hold_until {
+                tokio::select! {
+                    () = coalescer.wake.notified() => {}
+                    () = tokio::time::sleep_until(until) => {}
+                }
+            } else {
+                coalescer.wake.notified().await;
+            }
             // Let the tasks already woken, and the sockets that became
             // readable meanwhile, add their requests first.
             tokio::task::yield_now().await;
-            let queue = std::mem::take(
-                &mut *self
-                    .coalescer
-                    .queue
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner()),
-            );
+            let hold_over = hold_until.is_some_and(|until| tokio::time::Instant::now() >= until);
+            let queue = {
+                let mut queue = coalescer.queue.lock().unwrap_or_else(|p| p.into_inner());
+                let reads = takes_now(
+                    hold_over,
+                    coalescer.reads_running.load(Ordering::Acquire),
+                    queue.reads.iter().map(|r| r.0.len()).sum(),
+                )
+                .then(|| std::mem::take(&mut queue.reads));
+                let writes = takes_now(
+                    hold_over,
+                    coalescer.writes_running.load(Ordering::Acquire),
+                    queue.writes.iter().map(|w| w.0.len()).sum(),
+                )
+                .then(|| std::mem::take(&mut queue.writes));
+                hold_until = if queue.reads.is_empty() && queue.writes.is_empty() {
+                    None
+                } else {
+                    hold_until.or_else(|| Some(tokio::time::Instant::now() + HOLD_AT_MOST))
+                };
+                Queue {
+                    reads: reads.unwrap_or_default(),
+                    writes: writes.unwrap_or_default(),
+                }
+            };
             let stats = self.replica().stats();
             let requests = queue.reads.len() + queue.writes.len();
             let reads = batches(queue.reads, |r| r.0.len());
@@ -159,10 +210,16 @@ impl Node {
                 .coalesced_batches
                 .fetch_add((reads.len() + writes.len()) as u64, Ordering::Relaxed);
             for batch in reads {
-                tokio::spawn(self.clone().run_reads(batch));
+                let running = Running::start(&self, |c| &c.reads_running);
+                tokio::spawn(async move {
+                    running.node.clone().run_reads(batch).await;
+                });
             }
             for batch in writes {
-                tokio::spawn(self.clone().run_writes(batch));
+                let running = Running::start(&self, |c| &c.writes_running);
+                tokio::spawn(async move {
+                    running.node.clone().run_writes(batch).await;
+                });
             }
         }
     }
@@ -190,6 +247,38 @@ impl Node {
         let traced = waiters.iter().any(|(_, w)| w.traced);
         let (results, calls) = traced_if(traced, self.put_many_now(batch, now_ms)).await;
         answer_all(waiters, results, &calls);
+    }
+}
+
+/// Whether the queued requests of a kind (`queued_keys` keys in all) go
+/// now: always when nothing of their kind runs, or they fill a batch, or
+/// they were held back long enough (`hold_over`).
+fn takes_now(hold_over: bool, running: usize, queued_keys: usize) -> bool {
+    queued_keys > 0 && (hold_over || running == 0 || queued_keys >= BATCH_KEYS)
+}
+
+/// A running batch, counted from its start until its task ends (however
+/// it ends), which then wakes the batcher for what it held back.
+struct Running {
+    node: Arc<Node>,
+    counter: fn(&Coalescer) -> &AtomicUsize,
+}
+
+impl Running {
+    fn start(node: &Arc<Node>, counter: fn(&Coalescer) -> &AtomicUsize) -> Running {
+        counter(&node.coalescer).fetch_add(1, Ordering::AcqRel);
+        Running {
+            node: node.clone(),
+            counter,
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let coalescer = &self.node.coalescer;
+        (self.counter)(coalescer).fetch_sub(1, Ordering::AcqRel);
+        coalescer.wake.notify_one();
     }
 }
 
@@ -270,6 +359,20 @@ fn received(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_small_batch_waits_only_while_one_of_its_kind_runs() {
+        // Nothing running: even one key goes at once (a lone client).
+        assert!(takes_now(false, 0, 1));
+        // One running: a small batch waits, a full one goes.
+        assert!(!takes_now(false, 1, 1));
+        assert!(!takes_now(false, 3, BATCH_KEYS - 1));
+        assert!(takes_now(false, 1, BATCH_KEYS));
+        // Held back long enough: it goes anyway.
+        assert!(takes_now(true, 1, 1));
+        // Nothing queued: nothing to take.
+        assert!(!takes_now(true, 0, 0));
+    }
 
     #[test]
     fn batches_close_at_batch_keys_keep_order_and_never_split_a_request() {
