@@ -20,14 +20,14 @@
 //! most [`HOLD_AT_MOST`]: the requests that arrive meanwhile join it. A
 //! small batch costs nearly what a full one does (a message to and a
 //! wake-up of each replica, an answer back), so fifty clients without
-//! pipelining ran batches of about 16 keys, and node 1 and the replicas
+//! pipelining ran batches of 8-14 requests, and node 1 and the replicas
 //! spent much of their time on those per-batch costs; held back, batches
-//! grow to most of the clients (GET P1 about +15-30%, SET P1 a few %,
-//! benches/README.md). A lone client never waits: nothing of its kind runs
-//! when its request comes. Each request still gets its own result (R, W,
-//! hints and read repair are per key in the driver); a traced request
-//! (slow log) gets the replica calls of its batch, which are the calls it
-//! waited on.
+//! grow to 17-28 requests (GET and SET without pipelining about +10% on
+//! average, p99 no worse; benches/README.md). A lone client never waits:
+//! nothing of its kind runs when its request comes. Each request still gets
+//! its own result (R, W, hints and read repair are per key in the driver);
+//! a traced request (slow log) gets the replica calls of its batch, which
+//! are the calls it waited on.
 //!
 //! CAVEATS:
 //! - A write's timestamp floor is the batch's latest `now_ms` (the requests
