@@ -221,9 +221,8 @@ mod tests {
     }
 
     /// A sink (of at most `max_unwritten` bytes waiting) on the client end
-    /// of a loopback connection, the flag its
-    /// writer task sets when it ends, the server end, and the client's
-    /// read half (kept open).
+    /// of a loopback connection, the flag its writer task sets when it
+    /// ends, the server end, and the client's read half (kept open).
     async fn connected(
         max_unwritten: usize,
     ) -> (Arc<FrameSink>, Arc<AtomicBool>, TcpStream, OwnedReadHalf) {
@@ -320,9 +319,10 @@ mod tests {
     #[tokio::test]
     async fn a_peer_that_stops_reading_cannot_grow_the_buffer_past_its_bound() {
         const BOUND: usize = 4 << 20;
-        let (sink, ended, _server, _client_read) = connected(BOUND).await; // never read
-                                                                           // 60 KB frames: the socket takes a few MB, then the buffer fills up
-                                                                           // to the bound and the next frame closes the sink.
+        // The server end is never read. With 60 KB frames the socket takes
+        // a few MB, then the buffer fills up to the bound and the next frame
+        // closes the sink.
+        let (sink, ended, _server, _client_read) = connected(BOUND).await;
         let mut sent = 0u64;
         while sink.send(&frame(sent), sent.is_multiple_of(2)).is_ok() {
             sent += 1;
