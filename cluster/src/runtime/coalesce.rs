@@ -79,7 +79,8 @@ const BATCH_KEYS: usize = 64;
 /// slow replica must not hold the others up to the request timeout).
 const HOLD_AT_MOST: Duration = Duration::from_millis(2);
 
-/// The queue of lone requests and the batcher's wake-up.
+/// The queue of requests waiting to be batched, the batcher's wake-up, and
+/// the batches running.
 #[derive(Default)]
 pub(super) struct Coalescer {
     /// Whether the batcher task runs (it is started on first use).
@@ -211,20 +212,16 @@ impl Node {
                 .fetch_add((reads.len() + writes.len()) as u64, Ordering::Relaxed);
             for batch in reads {
                 let running = Running::start(&self, |c| &c.reads_running);
-                tokio::spawn(async move {
-                    running.node.clone().run_reads(batch).await;
-                });
+                tokio::spawn(async move { running.node.run_reads(batch).await });
             }
             for batch in writes {
                 let running = Running::start(&self, |c| &c.writes_running);
-                tokio::spawn(async move {
-                    running.node.clone().run_writes(batch).await;
-                });
+                tokio::spawn(async move { running.node.run_writes(batch).await });
             }
         }
     }
 
-    async fn run_reads(self: Arc<Self>, reads: Vec<QueuedRead>) {
+    async fn run_reads(self: &Arc<Self>, reads: Vec<QueuedRead>) {
         let mut keys = Vec::with_capacity(reads.iter().map(|r| r.0.len()).sum());
         let mut waiters = Vec::with_capacity(reads.len());
         for (request, waiter) in reads {
@@ -236,7 +233,7 @@ impl Node {
         answer_all(waiters, results, &calls);
     }
 
-    async fn run_writes(self: Arc<Self>, writes: Vec<QueuedWrite>) {
+    async fn run_writes(self: &Arc<Self>, writes: Vec<QueuedWrite>) {
         let now_ms = writes.iter().map(|w| w.1).max().unwrap_or(0);
         let mut batch = Vec::with_capacity(writes.iter().map(|w| w.0.len()).sum());
         let mut waiters = Vec::with_capacity(writes.len());

@@ -262,7 +262,8 @@ pub struct Node {
     latency: Mutex<super::budget::LatencyWatch>,
     /// The pace of anti-entropy's key transfers.
     ae_rate: Mutex<super::budget::KeyRate>,
-    /// Lone client reads and writes waiting to run as one batch.
+    /// Client reads and writes waiting to run in batches with other
+    /// clients' (`coalesce.rs`).
     pub(super) coalescer: Coalescer,
 }
 
